@@ -1,0 +1,105 @@
+//! `cordon.toml` and `policies/*.toml` → a validated [`Config`] holding the
+//! compiled policy [`Table`]. Every error names the file, the line and the key;
+//! a load with any error is rejected whole. Values are never logged.
+
+mod env;
+mod error;
+mod load;
+mod raw;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use env::{Env, EnvError, ProcessEnv, expand};
+pub use error::{ConfigError, ConfigErrors};
+pub use load::load;
+
+use crate::policy::{ProviderId, Table};
+use crate::secret::Secret;
+
+/// Everything cordon runs on, validated.
+#[derive(Debug)]
+pub struct Config {
+    /// The gateway file this was loaded from.
+    pub file: PathBuf,
+    pub server: Server,
+    pub tls: Option<Tls>,
+    /// May hold a password, hence secret.
+    pub store_url: Secret<String>,
+    pub limits_backend: LimitsBackend,
+    /// How to reach each provider, in the gateway file's order.
+    pub upstreams: Vec<Upstream>,
+    /// The compiled policies.
+    pub table: Arc<Table>,
+    /// Every policy file read, with the SHA-256 of its bytes (for audit).
+    pub policy_files: Vec<PolicyFile>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub policies_dir: PathBuf,
+    pub max_body_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitsBackend {
+    Local,
+    /// A `redis://` URL (may hold a password).
+    Redis(Secret<String>),
+}
+
+/// The wire protocol a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    OpenAi,
+    Anthropic,
+}
+
+/// How cordon reaches one provider.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub id: ProviderId,
+    pub api: Api,
+    pub base_url: String,
+    pub auth: Auth,
+    /// Extra static headers; values may come from the environment.
+    pub headers: Vec<(String, Secret<String>)>,
+    pub timeout: Duration,
+    pub ca_file: Option<PathBuf>,
+    /// Public model name → the provider's own name for it.
+    pub models: BTreeMap<String, String>,
+}
+
+/// Which header carries the provider credential, and which environment
+/// variable holds it. The credential itself is read when serving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Auth {
+    /// `authorization` means `Authorization: Bearer <key>`; any other header gets the key as is.
+    pub header: String,
+    pub env: String,
+}
+
+/// A policy file that was read, for the audit log of reloads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyFile {
+    pub path: PathBuf,
+    pub sha256: [u8; 32],
+}
+
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10_485_760;
+pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
+pub const DEFAULT_PRIORITY: i64 = 100;
+
+#[cfg(test)]
+mod tests;

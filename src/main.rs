@@ -1,0 +1,5 @@
+//! The `cordon` binary: parse arguments, hand over to `cli::run`.
+
+fn main() -> std::process::ExitCode {
+    cordon::cli::run()
+}
