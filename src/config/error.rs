@@ -112,7 +112,7 @@ pub(super) fn key_at(src: &str, at: usize) -> Option<String> {
     if let Some(h) = header_name(line) {
         return Some(h.to_owned());
     }
-    let header = src[..line_start].lines().filter_map(header_name).last();
+    let header = src[..line_start].lines().rev().find_map(header_name);
     match (header, assigned_key(line)) {
         (Some(h), Some(k)) => Some(format!("{h}.{k}")),
         (None, Some(k)) => Some(k.to_owned()),
