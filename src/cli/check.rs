@@ -7,7 +7,12 @@ use std::process::ExitCode;
 
 use crate::policy::{Date, Decision, Table};
 
-pub fn run(config: &Path, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<ExitCode> {
+pub fn run(
+    config: &Path,
+    today: Date,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<ExitCode> {
     let Some(cfg) = super::load_or_report(config, err)? else {
         return Ok(ExitCode::FAILURE);
     };
@@ -15,7 +20,7 @@ pub fn run(config: &Path, out: &mut dyn Write, err: &mut dyn Write) -> io::Resul
     let tenants = table.tenants();
     writeln!(
         out,
-        "{}: valid — {} providers, {} models, {} tenants{}",
+        "{}: valid — {} providers, {} models, {} tenants{}; routes as of {today}",
         config.display(),
         table.providers().len(),
         table.models().len(),
@@ -26,7 +31,7 @@ pub fn run(config: &Path, out: &mut dyn Write, err: &mut dyn Write) -> io::Resul
             ""
         }
     )?;
-    print_routes(table, super::today(), out)?;
+    print_routes(table, today, out)?;
     Ok(ExitCode::SUCCESS)
 }
 

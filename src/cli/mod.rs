@@ -30,6 +30,9 @@ enum Command {
         /// The gateway file.
         #[arg(long, default_value = "cordon.toml")]
         config: PathBuf,
+        /// Evaluate routes on this day (YYYY-MM-DD) instead of today (UTC).
+        #[arg(long, value_parser = parse_date)]
+        at: Option<Date>,
     },
     /// Show, for one tenant and model, every provider and each rule it fails.
     Explain {
@@ -56,7 +59,9 @@ pub fn run() -> ExitCode {
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
     let result = match cli.command {
-        Command::Check { config } => check::run(&config, &mut out, &mut err),
+        Command::Check { config, at } => {
+            check::run(&config, at.unwrap_or_else(today), &mut out, &mut err)
+        }
         Command::Explain {
             config,
             tenant,
