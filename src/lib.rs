@@ -3,7 +3,20 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod demo;
+pub mod error;
+pub mod health;
+pub mod limits;
+pub mod metrics;
 pub mod policy;
+pub mod protocol;
 pub mod secret;
+pub mod server;
+pub mod store;
+pub mod stream;
+pub mod upstream;
+pub mod usage;

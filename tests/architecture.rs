@@ -2,6 +2,8 @@
 //! runtime. This test reads its sources and fails on any of them, so the
 //! guarantee does not rest on review alone.
 
+#![expect(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

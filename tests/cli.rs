@@ -1,5 +1,7 @@
 //! `cordon check` and `cordon explain` through the real binary.
 
+#![expect(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -143,7 +145,7 @@ fn explain_reports_project_layer_and_staleness_by_date() {
         .collect();
     assert_eq!(
         rules,
-        [("stale_terms", "provider"), ("certifications", "project")]
+        [("certifications", "project"), ("stale_terms", "provider")]
     );
 }
 

@@ -1,9 +1,14 @@
-//! The command line: `cordon check` and `cordon explain`.
+//! The command line: `serve`, `check`, `explain`, `keys`, `usage`, `demo`.
 
 mod check;
+mod demo;
 mod explain;
+mod keys;
+mod serve;
+mod usage;
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -25,6 +30,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway: the client API on `listen`, metrics and health on `admin_listen`.
+    Serve {
+        #[arg(long, default_value = "cordon.toml")]
+        config: PathBuf,
+        /// Log format on stderr.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: serve::LogFormat,
+    },
     /// Validate cordon.toml and every policy; print which providers serve which model for each tenant.
     Check {
         /// The gateway file.
@@ -51,14 +64,77 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create, list and revoke client API keys (stored as SHA-256 hashes only).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Print a tenant's request and token totals.
+    Usage {
+        #[arg(long, default_value = "cordon.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        /// Start of the period: a duration ago (1h, 7d) or a day (YYYY-MM-DD, UTC). Default: all time.
+        #[arg(long, value_parser = usage::parse_since)]
+        since: Option<usage::Since>,
+        /// Break the totals down by model or by provider.
+        #[arg(long, value_enum)]
+        by: Option<usage::By>,
+    },
+    /// Start a complete gateway on SIMULATED local providers, with demo keys and commands to try.
+    Demo {
+        /// Where the client API listens (`127.0.0.1:0`: any free port).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key; the raw key is printed once, on stdout, and never stored.
+    Create {
+        #[arg(long, default_value = "cordon.toml")]
+        config: PathBuf,
+        /// A tenant defined in the policies directory.
+        #[arg(long)]
+        tenant: String,
+        /// A label shown in listings.
+        #[arg(long)]
+        name: Option<String>,
+        /// Bind the key to one of the tenant's projects.
+        #[arg(long)]
+        project: Option<String>,
+        /// Lifetime: 30m, 12h, 90d, 2w. Default: no expiry.
+        #[arg(long, value_parser = keys::parse_duration_ms)]
+        expires_in: Option<i64>,
+    },
+    /// List a tenant's keys (never their secrets or hashes).
+    List {
+        #[arg(long, default_value = "cordon.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a key by id; gateways refuse it within seconds.
+    Revoke {
+        #[arg(long, default_value = "cordon.toml")]
+        config: PathBuf,
+        /// The key id shown by `keys create` and `keys list`.
+        id: String,
+    },
 }
 
 /// Runs the command line and returns the process exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
+    // Not locked: `serve` logs to stderr from other threads while it runs.
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
     let result = match cli.command {
+        Command::Serve { config, log_format } => {
+            serve::run(&config, log_format, &mut out, &mut err)
+        }
         Command::Check { config, at } => {
             check::run(&config, at.unwrap_or_else(today), &mut out, &mut err)
         }
@@ -79,6 +155,37 @@ pub fn run() -> ExitCode {
             };
             explain::run(&config, &args, &mut out, &mut err)
         }
+        Command::Keys { command } => match command {
+            KeysCommand::Create {
+                config,
+                tenant,
+                name,
+                project,
+                expires_in,
+            } => {
+                let args = keys::CreateArgs {
+                    tenant,
+                    name,
+                    project,
+                    expires_in_ms: expires_in,
+                };
+                keys::create(&config, &args, &mut out, &mut err)
+            }
+            KeysCommand::List { config, tenant } => {
+                keys::list(&config, &tenant, &mut out, &mut err)
+            }
+            KeysCommand::Revoke { config, id } => keys::revoke(&config, &id, &mut out, &mut err),
+        },
+        Command::Usage {
+            config,
+            tenant,
+            since,
+            by,
+        } => {
+            let args = usage::Args { tenant, since, by };
+            usage::run(&config, &args, &mut out, &mut err)
+        }
+        Command::Demo { listen } => demo::run(listen, &mut out, &mut err),
     };
     match result {
         Ok(code) => code,

@@ -86,14 +86,48 @@ impl Reporter<'_> {
     /// Records a TOML syntax or shape error, naming the key found at its span.
     pub fn toml(&mut self, e: &toml::de::Error) {
         let at = e.span().map(|s| s.start);
-        let key = at.and_then(|at| key_at(self.src, at));
+        let message = e.message().trim_end();
+        let key = match (at, missing_field(message)) {
+            // The span of a missing field is its table: name the table and the field.
+            (Some(at), Some(field)) => Some(match table_at(self.src, at) {
+                Some(t) => format!("{t}.{field}"),
+                None => field.to_owned(),
+            }),
+            (Some(at), None) => key_at(self.src, at),
+            (None, field) => field.map(str::to_owned),
+        };
         self.errors.push(ConfigError {
             file: self.file.to_path_buf(),
             line: at.map(|at| line_of(self.src, at)),
             key,
-            message: e.message().trim_end().to_owned(),
+            message: message.to_owned(),
         });
     }
+}
+
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.split('`').next()
+}
+
+/// The table whose span starts at `at`: a `[header]` line, an inline table
+/// after `key =`, or the root (`None`).
+fn table_at(src: &str, at: usize) -> Option<String> {
+    let at = at.min(src.len());
+    let line_start = src[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = src[at..].find('\n').map_or(src.len(), |i| at + i);
+    let line = &src[line_start..line_end];
+    if let Some(h) = header_name(line) {
+        return Some(h.to_owned());
+    }
+    if at == 0 {
+        return None;
+    }
+    // An inline table: the key path up to the `{` at `at`.
+    let header = src[..line_start].lines().rev().find_map(header_name);
+    let (stack, _) = inline_path(&src[line_start..at]);
+    let mut parts: Vec<&str> = header.into_iter().collect();
+    parts.extend(stack);
+    (!parts.is_empty()).then(|| parts.join("."))
 }
 
 /// The 1-based line of byte offset `at`.
@@ -103,7 +137,8 @@ pub(super) fn line_of(src: &str, at: usize) -> usize {
 }
 
 /// Best-effort dotted key for byte offset `at`: the enclosing `[table]`
-/// header joined with the key assigned on that line, if any.
+/// header, any inline tables opened before `at` on its line, and the key at
+/// `at` (or the last key assigned before it).
 pub(super) fn key_at(src: &str, at: usize) -> Option<String> {
     let at = at.min(src.len());
     let line_start = src[..at].rfind('\n').map_or(0, |i| i + 1);
@@ -113,12 +148,58 @@ pub(super) fn key_at(src: &str, at: usize) -> Option<String> {
         return Some(h.to_owned());
     }
     let header = src[..line_start].lines().rev().find_map(header_name);
-    match (header, assigned_key(line)) {
-        (Some(h), Some(k)) => Some(format!("{h}.{k}")),
-        (None, Some(k)) => Some(k.to_owned()),
-        (Some(h), None) => Some(h.to_owned()),
-        (None, None) => None,
+    let (stack, last) = inline_path(&src[line_start..at]);
+    let here = assigned_key(&src[at..line_end]).filter(|k| !k.contains(' '));
+    let mut parts: Vec<&str> = header.into_iter().collect();
+    parts.extend(stack);
+    parts.extend(here.or(last));
+    (!parts.is_empty()).then(|| parts.join("."))
+}
+
+/// Scans the start of a line: the keys of inline tables still open at its
+/// end, and the last key assigned a plain value.
+fn inline_path(prefix: &str) -> (Vec<&str>, Option<&str>) {
+    let b = prefix.as_bytes();
+    let mut stack = Vec::new();
+    let mut last = None;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' | b'\'' => {
+                let q = b[i];
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += if b[i] == b'\\' && q == b'"' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'}' => {
+                stack.pop();
+                last = None;
+                i += 1;
+            }
+            c if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' => {
+                let start = i;
+                while i < b.len()
+                    && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'-' | b'.'))
+                {
+                    i += 1;
+                }
+                let word = &prefix[start..i];
+                let rest = prefix[i..].trim_start();
+                if let Some(after) = rest.strip_prefix('=') {
+                    if after.trim_start().starts_with('{') {
+                        stack.push(word);
+                        last = None;
+                    } else {
+                        last = Some(word);
+                    }
+                }
+            }
+            _ => i += 1,
+        }
     }
+    (stack, last)
 }
 
 fn header_name(line: &str) -> Option<&str> {

@@ -177,7 +177,7 @@ impl Gateway {
                     r.at(
                         s.span().start,
                         key,
-                        format!("`{v}` is not an address of the form IP:port"),
+                        format!("`{}` is not an address of the form IP:port", s.get_ref()),
                     )
                 })
                 .ok()
@@ -485,6 +485,15 @@ fn validate_terms(d: &raw::Terms, regions: &Regions, r: &mut Reporter<'_>) -> Te
         .transfer
         .as_ref()
         .and_then(|v| parse_named::<Transfer>(v, &key("transfer"), r));
+    if let (Some(Transfer::Adequacy), Some(t)) = (transfer, &d.transfer)
+        && processing.is_empty()
+    {
+        r.at(
+            t.span().start,
+            &key("transfer"),
+            "`adequacy` claimed, but `processing` does not say where data is processed",
+        );
+    }
     if let (Some(Transfer::Adequacy), Some(t)) = (transfer, &d.transfer) {
         let outside: Vec<String> = processing
             .iter()

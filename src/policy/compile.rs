@@ -211,6 +211,16 @@ impl Table {
         v
     }
 
+    /// One tenant's policy.
+    pub fn tenant(&self, tenant: &str) -> Option<&TenantPolicy> {
+        self.tenants.get(tenant).map(|t| &t.policy)
+    }
+
+    /// Whether any provider serves this public model name.
+    pub fn serves(&self, model: &str) -> bool {
+        self.models.contains_key(model)
+    }
+
     /// The platform floor, if there is one.
     pub fn floor(&self) -> Option<&Layer> {
         self.floor.as_ref()
@@ -252,9 +262,14 @@ impl PolicyVersion {
     fn of(layers: &[&Layer], order: &[ProviderId]) -> Self {
         let mut h = Sha256::new();
         for l in layers {
-            h.update(format!("{l:?}\n").as_bytes());
+            h.update(l.canonical().as_bytes());
+            h.update(b"\n");
         }
-        h.update(format!("{order:?}").as_bytes());
+        h.update(b"order=");
+        for id in order {
+            h.update(id.as_str().as_bytes());
+            h.update(b",");
+        }
         let digest = h.finalize();
         let mut v = [0u8; 6];
         v.copy_from_slice(&digest[..6]);
@@ -266,7 +281,7 @@ impl PolicyVersion {
     pub fn with(self, extra: &Layer) -> Self {
         let mut h = Sha256::new();
         h.update(self.0);
-        h.update(format!("{extra:?}").as_bytes());
+        h.update(extra.canonical().as_bytes());
         let digest = h.finalize();
         let mut v = [0u8; 6];
         v.copy_from_slice(&digest[..6]);

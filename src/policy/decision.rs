@@ -186,13 +186,9 @@ impl Table {
 
 /// Every failed rule of `p` under `layers`, with details, in report order.
 fn failures(p: &Provider, layers: &[&Layer], model: &str, at: At) -> Vec<Failure> {
-    let mut out: Vec<Failure> = rules::dated_failures(p, at)
-        .map(|rule| Failure {
-            rule,
-            layer: None,
-            detail: rules::detail(rule, None, p, model, at),
-        })
-        .collect();
+    // Rules that no date will fix come first, so "the first rule it fails"
+    // (the 403 message, `cordon check`) names a lasting reason when there is one.
+    let mut out: Vec<Failure> = Vec::new();
     for l in layers {
         out.extend(rules::layer_failures(l, p, model, at).map(|rule| Failure {
             rule,
@@ -200,6 +196,11 @@ fn failures(p: &Provider, layers: &[&Layer], model: &str, at: At) -> Vec<Failure
             detail: rules::detail(rule, Some(l), p, model, at),
         }));
     }
+    out.extend(rules::dated_failures(p, at).map(|rule| Failure {
+        rule,
+        layer: None,
+        detail: rules::detail(rule, None, p, model, at),
+    }));
     out
 }
 
@@ -208,6 +209,11 @@ fn failures(p: &Provider, layers: &[&Layer], model: &str, at: At) -> Vec<Failure
 impl<'a> Routes<'a> {
     /// The eligible providers, in routing order. Allocates nothing.
     pub fn eligible(&self) -> impl Iterator<Item = &'a Provider> + 'a {
+        self.eligible_indexed().map(|(_, p)| p)
+    }
+
+    /// The eligible providers with their index in `Table::providers()`.
+    pub fn eligible_indexed(&self) -> impl Iterator<Item = (usize, &'a Provider)> + 'a {
         let Routes {
             table,
             candidates,
@@ -219,8 +225,8 @@ impl<'a> Routes<'a> {
         candidates
             .iter()
             .filter(move |c| c.window.contains(today))
-            .map(move |c| &table.providers[c.provider as usize])
-            .filter(move |p| {
+            .map(move |c| (c.provider as usize, &table.providers[c.provider as usize]))
+            .filter(move |(_, p)| {
                 extra.is_none_or(|l| {
                     rules::layer_failures(l, p, model, At::Day(today))
                         .next()

@@ -330,6 +330,57 @@ impl Layer {
         }
     }
 
+    /// A canonical text of this layer, stable across releases and toolchains,
+    /// for hashing into the policy version. Sets are written sorted.
+    pub fn canonical(&self) -> String {
+        use std::fmt::Write;
+        let r = &self.rules;
+        let mut out = format!("layer={};", self.kind.as_str());
+        let region = |out: &mut String, name: &str, reg: &Option<Region>| {
+            if let Some(reg) = reg {
+                let codes: Vec<String> = reg.set.iter().map(|c| c.to_string()).collect();
+                let _ = write!(out, "{name}={};", codes.join(","));
+            }
+        };
+        region(&mut out, "processing_in", &r.processing_in);
+        region(&mut out, "jurisdiction_in", &r.jurisdiction_in);
+        let sorted = |mut v: Vec<&str>| {
+            v.sort_unstable();
+            v.dedup();
+            v.join(",")
+        };
+        if let Some(d) = &r.dpa {
+            let _ = write!(
+                out,
+                "dpa={};",
+                sorted(d.iter().map(|d| d.as_str()).collect())
+            );
+        }
+        let _ = write!(out, "no_training={};", r.no_training);
+        if let Some(m) = r.max_retention_days {
+            let _ = write!(out, "max_retention_days={m};");
+        }
+        let certs = sorted(r.certifications.iter().map(|c| c.as_str()).collect());
+        let _ = write!(out, "certifications={certs};");
+        if let Some(t) = &r.transfer {
+            let _ = write!(
+                out,
+                "transfer={};",
+                sorted(t.iter().map(|t| t.as_str()).collect())
+            );
+        }
+        let excluded = sorted(r.exclude_providers.iter().map(|p| p.as_str()).collect());
+        let _ = write!(out, "exclude_providers={excluded};");
+        if let Some(globs) = &self.models {
+            let _ = write!(
+                out,
+                "models={};",
+                sorted(globs.iter().map(|g| g.as_str()).collect())
+            );
+        }
+        out
+    }
+
     /// Whether this layer's allow-list admits `model`.
     pub fn allows_model(&self, model: &str) -> bool {
         match &self.models {

@@ -1,0 +1,211 @@
+//! Client API keys: `cdn_<id>_<secret>`. The id (8 lower-case letters and
+//! digits) is shown in listings; the secret (40 base62 characters) is shown
+//! once, at creation, and only its SHA-256 is ever stored.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::secret::Secret;
+
+pub const ID_LEN: usize = 8;
+pub const SECRET_LEN: usize = 40;
+/// The shortest secret accepted when parsing (SPEC: at least 32 base62 characters).
+pub const MIN_SECRET_LEN: usize = 32;
+
+const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const ID_ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// A key's public id.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(String);
+
+/// SHA-256 of a key's secret part.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHash(pub [u8; 32]);
+
+/// A key presented by a client, parsed: its id and the hash of its secret.
+/// The raw secret is dropped as soon as it is hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresentedKey {
+    pub id: KeyId,
+    pub hash: KeyHash,
+}
+
+/// A newly generated key: the raw text exists only here, to be shown once.
+#[derive(Debug)]
+pub struct NewKey {
+    pub id: KeyId,
+    pub hash: KeyHash,
+    pub raw: Secret<String>,
+}
+
+/// Why a presented key is malformed. Never includes the key's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyFormatError {
+    #[error("API key must be of the form `cdn_<id>_<secret>`")]
+    Shape,
+    #[error("API key id must be 8 lower-case letters or digits")]
+    Id,
+    #[error("API key secret must be at least 32 base62 characters")]
+    Secret,
+}
+
+// === impl KeyId ===
+
+impl KeyId {
+    /// Validates an id as typed by an operator (e.g. `cordon keys revoke ID`).
+    pub fn parse(s: &str) -> Result<Self, KeyFormatError> {
+        if s.len() == ID_LEN && s.bytes().all(|b| ID_ALPHABET.contains(&b)) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(KeyFormatError::Id)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({})", self.0)
+    }
+}
+
+// === impl KeyHash ===
+
+impl KeyHash {
+    pub fn of(secret: &str) -> Self {
+        Self(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    pub fn to_hex(self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Self(out))
+    }
+
+    /// Compares without an early exit, so timing says nothing about the prefix.
+    pub fn ct_eq(&self, other: &KeyHash) -> bool {
+        self.0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+impl fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyHash(..)")
+    }
+}
+
+// === impl PresentedKey ===
+
+impl PresentedKey {
+    /// Parses `cdn_<id>_<secret>` and hashes the secret.
+    pub fn parse(raw: &str) -> Result<Self, KeyFormatError> {
+        let rest = raw.strip_prefix("cdn_").ok_or(KeyFormatError::Shape)?;
+        let (id, secret) = rest.split_once('_').ok_or(KeyFormatError::Shape)?;
+        let id = KeyId::parse(id)?;
+        if secret.len() < MIN_SECRET_LEN || !secret.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(KeyFormatError::Secret);
+        }
+        Ok(Self {
+            id,
+            hash: KeyHash::of(secret),
+        })
+    }
+}
+
+// === impl NewKey ===
+
+impl NewKey {
+    /// A fresh key from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        let id: String = random_chars(ID_ALPHABET, ID_LEN);
+        let secret: String = random_chars(BASE62, SECRET_LEN);
+        let hash = KeyHash::of(&secret);
+        Self {
+            raw: Secret::new(format!("cdn_{id}_{secret}")),
+            id: KeyId(id),
+            hash,
+        }
+    }
+}
+
+/// `n` characters drawn uniformly from `alphabet` (rejection sampling).
+fn random_chars(alphabet: &[u8], n: usize) -> String {
+    let limit = 256 - (256 % alphabet.len());
+    let mut out = String::with_capacity(n);
+    while out.len() < n {
+        for b in rand::random::<[u8; 64]>() {
+            if usize::from(b) < limit && out.len() < n {
+                out.push(char::from(alphabet[usize::from(b) % alphabet.len()]));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_parse_back_to_the_same_id_and_hash() {
+        let k = NewKey::generate();
+        let raw = k.raw.expose();
+        assert!(raw.starts_with("cdn_"));
+        assert_eq!(raw.len(), 4 + ID_LEN + 1 + SECRET_LEN);
+        let p = PresentedKey::parse(raw).unwrap();
+        assert_eq!(p.id, k.id);
+        assert!(p.hash.ct_eq(&k.hash));
+        assert_ne!(NewKey::generate().raw.expose(), raw, "keys are random");
+    }
+
+    #[test]
+    fn malformed_keys_are_refused_with_a_precise_reason() {
+        let secret = "a".repeat(32);
+        assert_eq!(PresentedKey::parse("sk-123"), Err(KeyFormatError::Shape));
+        assert_eq!(PresentedKey::parse("cdn_abc"), Err(KeyFormatError::Shape));
+        assert_eq!(
+            PresentedKey::parse(&format!("cdn_ABCDEFGH_{secret}")),
+            Err(KeyFormatError::Id)
+        );
+        assert_eq!(
+            PresentedKey::parse(&format!("cdn_abcd_{secret}")),
+            Err(KeyFormatError::Id)
+        );
+        assert_eq!(
+            PresentedKey::parse("cdn_abcdefgh_short"),
+            Err(KeyFormatError::Secret)
+        );
+        assert_eq!(
+            PresentedKey::parse(&format!("cdn_abcdefgh_{}-", "a".repeat(31))),
+            Err(KeyFormatError::Secret)
+        );
+        assert!(PresentedKey::parse(&format!("cdn_abcdefgh_{secret}")).is_ok());
+    }
+
+    #[test]
+    fn hash_hex_round_trips_and_debug_hides_it() {
+        let h = KeyHash::of("x");
+        assert_eq!(KeyHash::from_hex(&h.to_hex()), Some(h));
+        assert_eq!(format!("{h:?}"), "KeyHash(..)");
+        assert!(!h.ct_eq(&KeyHash::of("y")));
+    }
+}

@@ -1,0 +1,364 @@
+//! `cordon keys create|list|revoke`: client keys in the store named by the
+//! gateway file's `[store] url`.
+//!
+//! The raw key is printed once, by `create`, and never stored: the store keeps
+//! the SHA-256 of its secret. `list` shows no hash and no secret.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::auth::key::{KeyId, NewKey};
+use crate::clock;
+use crate::config::Config;
+use crate::store::{self, KeyRow, Store, StoreError};
+
+pub struct CreateArgs {
+    pub tenant: String,
+    pub name: Option<String>,
+    pub project: Option<String>,
+    /// Lifetime in milliseconds (`--expires-in`).
+    pub expires_in_ms: Option<i64>,
+}
+
+/// How many fresh ids to try when one is already taken (1 in 36^8).
+const ID_ATTEMPTS: usize = 3;
+const MAX_NAME_CHARS: usize = 200;
+
+pub fn create(
+    config: &Path,
+    args: &CreateArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<ExitCode> {
+    let Some(cfg) = super::load_or_report(config, err)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let tenants = cfg.table.tenants();
+    let Some(policy) = tenants.iter().find(|t| t.tenant == args.tenant) else {
+        let known: Vec<&str> = tenants.iter().map(|t| t.tenant.as_str()).collect();
+        writeln!(
+            err,
+            "error: unknown tenant `{}`: no policy file defines it (known: {})",
+            args.tenant,
+            list_or_none(&known)
+        )?;
+        return Ok(ExitCode::FAILURE);
+    };
+    if let Some(project) = &args.project
+        && !policy.projects.contains_key(project)
+    {
+        let known: Vec<&str> = policy.projects.keys().map(String::as_str).collect();
+        writeln!(
+            err,
+            "error: tenant `{}` has no project `{project}` (known: {})",
+            args.tenant,
+            list_or_none(&known)
+        )?;
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Some(name) = &args.name
+        && (name.chars().any(char::is_control) || name.chars().count() > MAX_NAME_CHARS)
+    {
+        writeln!(
+            err,
+            "error: --name must be at most {MAX_NAME_CHARS} characters, without control characters"
+        )?;
+        return Ok(ExitCode::FAILURE);
+    }
+    let now = clock::now_ms();
+    let expires_ms = match args.expires_in_ms.map(|d| now.checked_add(d)) {
+        None => None,
+        Some(Some(t)) => Some(t),
+        Some(None) => {
+            writeln!(err, "error: --expires-in is too far in the future")?;
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+
+    let created = with_store(&cfg, async |store| {
+        let mut last = StoreError::DuplicateKey;
+        for _ in 0..ID_ATTEMPTS {
+            let key = NewKey::generate();
+            let row = KeyRow {
+                id: key.id.clone(),
+                tenant: args.tenant.clone(),
+                project: args.project.clone(),
+                name: args.name.clone(),
+                hash: key.hash,
+                created_ms: now,
+                expires_ms,
+                revoked_ms: None,
+                last_used_ms: None,
+            };
+            match store.insert_key(&row).await {
+                Ok(()) => return Ok(key),
+                Err(e @ StoreError::DuplicateKey) => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    })?;
+    let key = match created {
+        Ok(k) => k,
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    // The only place the raw key is ever written anywhere.
+    writeln!(out, "id: {}", key.id)?;
+    writeln!(out, "key: {}", key.raw.expose())?;
+    let scope = match &args.project {
+        Some(p) => format!("tenant {} project {p}", args.tenant),
+        None => format!("tenant {}", args.tenant),
+    };
+    let expiry = expires_ms.map_or_else(String::new, |t| format!(", expires {}", format_ms(t)));
+    writeln!(
+        err,
+        "created key {} for {scope}{expiry}. Copy it now: it cannot be shown again.",
+        key.id
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn list(
+    config: &Path,
+    tenant: &str,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<ExitCode> {
+    let Some(cfg) = super::load_or_report(config, err)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    if !cfg.table.tenants().iter().any(|t| t.tenant == tenant) {
+        // Still listed: keys of a tenant whose policy was removed may need revoking.
+        writeln!(err, "note: tenant `{tenant}` is not in the configuration")?;
+    }
+    let keys = match with_store(&cfg, async |store| store.list_keys(tenant).await)? {
+        Ok(k) => k,
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if keys.is_empty() {
+        writeln!(out, "no keys for tenant {tenant}")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let header = [
+        "ID",
+        "NAME",
+        "PROJECT",
+        "CREATED",
+        "LAST USED",
+        "EXPIRES",
+        "REVOKED",
+    ];
+    // Deliberately no hash column: a hash is not for display.
+    let rows: Vec<[String; 7]> = keys
+        .iter()
+        .map(|k| {
+            [
+                k.id.to_string(),
+                k.name.clone().unwrap_or_else(|| "-".to_owned()),
+                k.project.clone().unwrap_or_else(|| "-".to_owned()),
+                format_ms(k.created_ms),
+                k.last_used_ms.map_or_else(|| "never".to_owned(), format_ms),
+                k.expires_ms.map_or_else(|| "never".to_owned(), format_ms),
+                k.revoked_ms.map_or_else(|| "-".to_owned(), format_ms),
+            ]
+        })
+        .collect();
+    let header = header.map(str::to_owned);
+    write_table(&header, &rows, out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn revoke(
+    config: &Path,
+    id: &str,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<ExitCode> {
+    let Some(cfg) = super::load_or_report(config, err)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let Ok(id) = KeyId::parse(id) else {
+        writeln!(
+            err,
+            "error: `{id}` is not a key id (8 lower-case letters or digits, as in `keys list`)"
+        )?;
+        return Ok(ExitCode::FAILURE);
+    };
+    let now = clock::now_ms();
+    let result = with_store(&cfg, async |store| {
+        if store.revoke_key(&id, now).await? {
+            Ok(Revoked::Now)
+        } else {
+            Ok(match store.get_key(&id).await? {
+                Some(k) => Revoked::Already(k.revoked_ms.unwrap_or(now)),
+                None => Revoked::Unknown,
+            })
+        }
+    })?;
+    match result {
+        Ok(Revoked::Now) => {
+            writeln!(
+                out,
+                "revoked key {id}; every gateway refuses it within seconds"
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Revoked::Already(at)) => {
+            writeln!(out, "key {id} was already revoked at {}", format_ms(at))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Revoked::Unknown) => {
+            writeln!(err, "error: no key with id {id}")?;
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+enum Revoked {
+    Now,
+    Already(i64),
+    Unknown,
+}
+
+/// Runs `f` against the store named by the configuration, on a
+/// single-threaded runtime, and closes the store afterwards.
+///
+/// A relative SQLite path in `[store] url` is relative to the directory of the
+/// gateway file (like `policies_dir`), not to the working directory, so
+/// `cordon keys …` and `cordon serve` open the same database wherever they are
+/// started from.
+pub(super) fn with_store<T>(
+    cfg: &Config,
+    f: impl AsyncFnOnce(&Store) -> Result<T, StoreError>,
+) -> io::Result<Result<T, StoreError>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(rt.block_on(async {
+        let base = cfg.file.parent().unwrap_or(Path::new(""));
+        let url = store::resolve_url(cfg.store_url.expose(), base)?;
+        let store = Store::connect(&url).await?;
+        let result = f(&store).await;
+        store.close().await;
+        result
+    }))
+}
+
+/// `90d`, `12h`, `30m`, `45s`, `2w` → milliseconds. `m` is minutes.
+pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    let bad = || format!("`{s}` is not a duration like 30m, 12h, 90d or 2w");
+    let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (digits, unit) = s.split_at(unit_at);
+    let n: i64 = digits.parse().map_err(|_| bad())?;
+    let unit_ms: i64 = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => return Err(bad()),
+    };
+    if n == 0 {
+        return Err(format!("`{s}`: the duration must be positive"));
+    }
+    n.checked_mul(unit_ms)
+        .ok_or_else(|| format!("`{s}` is too long"))
+}
+
+/// Unix milliseconds → `YYYY-MM-DD HH:MM UTC`.
+pub(super) fn format_ms(ms: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
+/// Left-aligned columns, two spaces apart.
+pub(super) fn write_table<const N: usize>(
+    header: &[String; N],
+    rows: &[[String; N]],
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(header).chain(rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        writeln!(out, "{}", cells.join("  ").trim_end())?;
+    }
+    Ok(())
+}
+
+fn list_or_none(items: &[&str]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration_ms("45s"), Ok(45_000));
+        assert_eq!(parse_duration_ms("30m"), Ok(30 * 60_000));
+        assert_eq!(parse_duration_ms("12h"), Ok(12 * 3_600_000));
+        assert_eq!(parse_duration_ms("90d"), Ok(90 * 86_400_000));
+        assert_eq!(parse_duration_ms("2w"), Ok(14 * 86_400_000));
+    }
+
+    #[test]
+    fn malformed_durations_are_refused() {
+        for bad in [
+            "", "d", "90", "90x", "9 d", "-1d", "1.5h", "90dd", "0d", "1D",
+        ] {
+            assert!(parse_duration_ms(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_duration_ms("99999999999999999w").is_err(), "overflow");
+        assert!(
+            parse_duration_ms("90x")
+                .unwrap_err()
+                .contains("like 30m, 12h, 90d")
+        );
+    }
+
+    #[test]
+    fn times_print_in_utc() {
+        assert_eq!(format_ms(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_ms(1_767_225_600_000), "2026-01-01 00:00 UTC");
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let mut out = Vec::new();
+        let header = ["ID".to_owned(), "NAME".to_owned()];
+        let rows = [["abcd1234".to_owned(), "-".to_owned()]];
+        write_table(&header, &rows, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ID        NAME\nabcd1234  -\n"
+        );
+    }
+}

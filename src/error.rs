@@ -1,0 +1,148 @@
+//! The errors a client can receive, mapped to status, code and the body shape
+//! of the protocol it spoke. A `GatewayError` never holds a request or
+//! response body: messages name fields and providers, never content.
+
+use bytes::Bytes;
+use http::StatusCode;
+
+/// Every refusal cordon answers with, as in SPEC section 3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    InvalidRequest,
+    InvalidApiKey,
+    PolicyDenied,
+    ModelNotFound,
+    RequestTooLarge,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+    NotFound,
+    MethodNotAllowed,
+    Internal,
+}
+
+/// The client's wire protocol, which decides the error body's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientApi {
+    OpenAi,
+    Anthropic,
+}
+
+/// A refusal to send back to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// Seconds, for 429.
+    pub retry_after: Option<u64>,
+}
+
+// === impl ErrorKind ===
+
+impl ErrorKind {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            ErrorKind::PolicyDenied => StatusCode::FORBIDDEN,
+            ErrorKind::ModelNotFound | ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::UpstreamError => StatusCode::BAD_GATEWAY,
+            ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `code` of SPEC section 3; also the metrics label.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::InvalidApiKey => "invalid_api_key",
+            ErrorKind::PolicyDenied => "policy_denied",
+            ErrorKind::ModelNotFound => "model_not_found",
+            ErrorKind::RequestTooLarge => "request_too_large",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::UpstreamError => "upstream_error",
+            ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::Internal => "internal_error",
+        }
+    }
+
+    /// The OpenAI `error.type` the official SDKs expect for this status.
+    fn openai_type(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest
+            | ErrorKind::ModelNotFound
+            | ErrorKind::RequestTooLarge
+            | ErrorKind::NotFound
+            | ErrorKind::MethodNotAllowed => "invalid_request_error",
+            ErrorKind::InvalidApiKey => "authentication_error",
+            ErrorKind::PolicyDenied => "permission_error",
+            ErrorKind::RateLimited => "rate_limit_error",
+            ErrorKind::UpstreamError | ErrorKind::UpstreamTimeout | ErrorKind::Internal => {
+                "api_error"
+            }
+        }
+    }
+
+    /// The Anthropic `error.type` for this status.
+    fn anthropic_type(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed => "invalid_request_error",
+            ErrorKind::InvalidApiKey => "authentication_error",
+            ErrorKind::PolicyDenied => "permission_error",
+            ErrorKind::ModelNotFound | ErrorKind::NotFound => "not_found_error",
+            ErrorKind::RequestTooLarge => "request_too_large",
+            ErrorKind::RateLimited => "rate_limit_error",
+            ErrorKind::UpstreamTimeout => "timeout_error",
+            ErrorKind::UpstreamError | ErrorKind::Internal => "api_error",
+        }
+    }
+}
+
+// === impl GatewayError ===
+
+impl GatewayError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The JSON error body in the client's protocol.
+    pub fn body(&self, api: ClientApi) -> Bytes {
+        let v = match api {
+            ClientApi::OpenAi => serde_json::json!({
+                "error": {
+                    "type": self.kind.openai_type(),
+                    "code": self.kind.code(),
+                    "message": self.message,
+                    "param": null,
+                }
+            }),
+            ClientApi::Anthropic => serde_json::json!({
+                "type": "error",
+                "error": {
+                    "type": self.kind.anthropic_type(),
+                    "code": self.kind.code(),
+                    "message": self.message,
+                }
+            }),
+        };
+        Bytes::from(v.to_string())
+    }
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.code(), self.message)
+    }
+}
+
+impl std::error::Error for GatewayError {}

@@ -1,0 +1,789 @@
+//! THE request path, top to bottom:
+//!
+//! authenticate → read the body → parse the routing fields → the request's
+//! own narrowing layer → rate limits → decide (policy) → forward, failing over
+//! only before the first byte and only to eligible providers → relay → finish.
+//!
+//! Each stage returns early with a `GatewayError`; `finish` alone records
+//! metrics and the usage record, on every path, exactly once. Nothing here
+//! logs or stores a request or response body.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+
+use super::{Body, Snapshot, State};
+use crate::auth::{AuthError, Principal};
+use crate::clock;
+use crate::config::Api;
+use crate::error::{ClientApi, ErrorKind, GatewayError};
+use crate::policy::{Decision, Layer, parse_require};
+use crate::protocol::openai;
+use crate::stream::body::{Ended, RelayBody, StreamEnd};
+use crate::stream::sse::{self, Tokens};
+use crate::upstream::{AttemptError, Endpoint};
+use crate::usage::UsageRecord;
+
+/// Largest non-streamed response body accepted from a provider.
+const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+
+/// The per-request context, filled in stage by stage and consumed by `finish`.
+struct Exchange {
+    state: Arc<State>,
+    started: Instant,
+    time_ms: i64,
+    request_id: Arc<str>,
+    endpoint: &'static str,
+    principal: Option<Principal>,
+    /// The public model asked for.
+    model: Option<String>,
+    /// Whether the configuration knows the model (else its label is `other`).
+    model_known: bool,
+    provider: Option<(usize, String)>,
+    upstream_model: Option<String>,
+    policy_version: Option<String>,
+    tried: Vec<String>,
+    upstream_time: Duration,
+    streamed: bool,
+    provider_api: Option<&'static str>,
+    /// Set once `finish` has run (or the context was moved out).
+    finished: bool,
+}
+
+/// What the client finally receives, with what `finish` needs to know.
+struct Outcome {
+    status: StatusCode,
+    tokens: Tokens,
+    first_content_at: Option<Instant>,
+    /// `ok`, `refused`, `upstream_error`, `cancelled`.
+    label: &'static str,
+}
+
+pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Response<Body> {
+    let request_id = request_id(req.headers());
+    let path = req.uri().path();
+    let endpoint = match path.trim_end_matches('/') {
+        "/v1/chat/completions" => Some(Endpoint::ChatCompletions),
+        "/v1/embeddings" => Some(Endpoint::Embeddings),
+        "/v1/models" if req.method() == Method::GET => {
+            return models(&state, req.headers(), &request_id);
+        }
+        _ => None,
+    };
+    let Some(endpoint) = endpoint else {
+        let e = if path.starts_with("/v1/") {
+            GatewayError::new(
+                ErrorKind::NotFound,
+                format!("no route for {} {path}", req.method()),
+            )
+        } else {
+            GatewayError::new(ErrorKind::NotFound, "not found")
+        };
+        return error_response(&e, ClientApi::OpenAi, &request_id, None, None);
+    };
+    if req.method() != Method::POST {
+        let e = GatewayError::new(ErrorKind::MethodNotAllowed, "use POST");
+        return error_response(&e, ClientApi::OpenAi, &request_id, None, None);
+    }
+    state.metrics.in_flight.inc();
+    let mut ex = Exchange {
+        state: state.clone(),
+        started: Instant::now(),
+        time_ms: clock::now_ms(),
+        request_id: request_id.into(),
+        endpoint: match endpoint {
+            Endpoint::ChatCompletions => "chat.completions",
+            Endpoint::Embeddings => "embeddings",
+        },
+        principal: None,
+        model: None,
+        model_known: false,
+        provider: None,
+        upstream_model: None,
+        policy_version: None,
+        tried: Vec::new(),
+        upstream_time: Duration::ZERO,
+        streamed: false,
+        provider_api: None,
+        finished: false,
+    };
+    match proxy(&mut ex, endpoint, req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let resp = error_response(
+                &e,
+                ClientApi::OpenAi,
+                &ex.request_id,
+                ex.provider.as_ref().map(|(_, id)| id.as_str()),
+                ex.policy_version.as_deref(),
+            );
+            let label = if ex.tried.is_empty() {
+                "refused"
+            } else {
+                "upstream_error"
+            };
+            ex.finish(Outcome {
+                status: e.kind.status(),
+                tokens: Tokens::default(),
+                first_content_at: None,
+                label,
+            });
+            resp
+        }
+    }
+}
+
+/// Authenticate → … → relay. Errors before a response become the client's error.
+async fn proxy(
+    ex: &mut Exchange,
+    endpoint: Endpoint,
+    req: hyper::Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    let state = ex.state.clone();
+    let snap = state.snapshot.load_full();
+
+    // 1. authenticate
+    let principal = state
+        .keys
+        .authenticate(req.headers(), ex.time_ms)
+        .map_err(auth_error)?;
+    ex.principal = Some(principal.clone());
+
+    // 2. the body, bounded
+    let max = snap.config.server.max_body_bytes;
+    let require_header = req
+        .headers()
+        .get("x-cordon-require")
+        .map(|v| v.to_str().map(str::to_owned));
+    let body = read_body(req.into_body(), max).await?;
+
+    // 3. the routing fields only
+    let parsed = openai::Request::parse(&body)
+        .map_err(|e| GatewayError::new(ErrorKind::InvalidRequest, e.to_string()))?;
+    let model: &str = &parsed.model;
+    ex.model_known = snap.config.table.serves(model);
+    ex.model = Some(model.to_owned());
+    let stream = parsed.stream && endpoint == Endpoint::ChatCompletions;
+    ex.streamed = stream;
+
+    // 4. the request's own narrowing layer
+    let extra: Option<Layer> = match require_header {
+        None => None,
+        Some(Err(_)) => {
+            return Err(GatewayError::new(
+                ErrorKind::InvalidRequest,
+                "x-cordon-require: not valid text",
+            ));
+        }
+        Some(Ok(h)) => Some(
+            parse_require(&h, &snap.config.table)
+                .map_err(|e| GatewayError::new(ErrorKind::InvalidRequest, e.to_string()))?,
+        ),
+    };
+
+    // 5. rate limits
+    if let Err(l) = snap.limits.admit(
+        principal.tenant(),
+        ex.time_ms,
+        &governor::clock::DefaultClock::default(),
+    ) {
+        state
+            .metrics
+            .rate_limited
+            .with_label_values(&[principal.tenant()])
+            .inc();
+        let mut e = GatewayError::new(ErrorKind::RateLimited, "rate limit reached for this tenant");
+        e.retry_after = Some(l.retry_after_secs);
+        return Err(e);
+    }
+
+    // 6. decide
+    let today = clock::today();
+    let table = &snap.config.table;
+    let routes = match table.decide(
+        principal.tenant(),
+        principal.project(),
+        model,
+        today,
+        extra.as_ref(),
+    ) {
+        Decision::Route(r) => r,
+        Decision::ModelNotServed => {
+            // The name came from the body and no configuration knows it:
+            // it is not echoed (SPEC invariant 2).
+            return Err(GatewayError::new(
+                ErrorKind::ModelNotFound,
+                "the requested model does not exist",
+            ));
+        }
+        Decision::ModelNotAllowed => {
+            return Err(GatewayError::new(
+                ErrorKind::ModelNotFound,
+                format!("model `{model}` is not allowed by this key's policy"),
+            ));
+        }
+        Decision::UnknownTenant | Decision::UnknownProject => {
+            return Err(GatewayError::new(
+                ErrorKind::PolicyDenied,
+                "no policy is in force for this key's tenant or project",
+            ));
+        }
+    };
+    ex.policy_version = Some(routes.version().to_string());
+    let candidates: Vec<usize> = {
+        let now = ex.time_ms;
+        let (healthy, ejected): (Vec<usize>, Vec<usize>) = routes
+            .eligible_indexed()
+            .map(|(i, _)| i)
+            .partition(|i| !snap.health.is_ejected(*i, now));
+        healthy.into_iter().chain(ejected).collect()
+    };
+    if candidates.is_empty() {
+        let reasons = routes.denial_reasons(principal.tenant(), principal.project());
+        let rule = reasons.first().map_or("none", |(_, f)| f.rule.as_str());
+        state
+            .metrics
+            .policy_denials
+            .with_label_values(&[principal.tenant(), rule])
+            .inc();
+        let list: Vec<String> = reasons
+            .iter()
+            .map(|(id, f)| format!("{id}: {} ({})", f.rule, f.detail))
+            .collect();
+        return Err(GatewayError::new(
+            ErrorKind::PolicyDenied,
+            format!(
+                "no provider serving `{model}` satisfies this key's policy: {}",
+                list.join("; ")
+            ),
+        ));
+    }
+    let failover = table.tenant(principal.tenant()).is_none_or(|t| t.failover);
+
+    // 7. forward, failing over before the first byte
+    let mut last_error: Option<GatewayError> = None;
+    for (n, &idx) in candidates.iter().enumerate() {
+        if n > 0 && !failover {
+            break;
+        }
+        // Eligibility is checked again at the moment of sending: a reload or
+        // a date change since the decision must not send data anywhere new.
+        if !still_eligible(&state, &snap, idx, &principal, model, extra.as_ref()) {
+            continue;
+        }
+        let Some(up) = snap.upstreams.get(idx) else {
+            continue;
+        };
+        ex.provider = Some((idx, up.id.to_string()));
+        ex.provider_api = Some(match up.api {
+            Api::OpenAi => "openai",
+            Api::Anthropic => "anthropic",
+        });
+        ex.tried.push(up.id.to_string());
+        let upstream_model = up.upstream_model(model).to_owned();
+        ex.upstream_model = Some(upstream_model.clone());
+        if up.api != Api::OpenAi {
+            // Translation arrives with the Anthropic protocol work; until then
+            // such a provider cannot serve an OpenAI request.
+            last_error = Some(GatewayError::new(
+                ErrorKind::UpstreamError,
+                format!("provider `{}` speaks another protocol", up.id),
+            ));
+            continue;
+        }
+        let forward = Bytes::from(parsed.forward_body(&upstream_model));
+        let sent_at = Instant::now();
+        let result = up.send(endpoint, forward, stream, &ex.request_id).await;
+        let more = n + 1 < candidates.len() && failover;
+        let retryable = match result {
+            Ok(resp) if resp.status().is_success() => {
+                snap.health.record_success(idx);
+                return if stream {
+                    Ok(relay_stream(ex, resp, sent_at, !parsed.client_wants_usage))
+                } else {
+                    relay_body(ex, resp, sent_at).await
+                };
+            }
+            Ok(resp) if is_retryable(resp.status()) => {
+                ex.upstream_time += sent_at.elapsed();
+                let status = resp.status();
+                last_error = Some(GatewayError::new(
+                    ErrorKind::UpstreamError,
+                    format!("provider `{}` answered {status}", up.id),
+                ));
+                true
+            }
+            Ok(resp) => {
+                // The provider refused the request itself (e.g. 400): its
+                // answer is the client's answer; no other provider would differ.
+                snap.health.record_success(idx);
+                return relay_body(ex, resp, sent_at).await;
+            }
+            Err(AttemptError::Timeout) => {
+                ex.upstream_time += sent_at.elapsed();
+                last_error = Some(GatewayError::new(
+                    ErrorKind::UpstreamTimeout,
+                    format!(
+                        "provider `{}` did not answer within {} ms",
+                        up.id,
+                        up.timeout.as_millis()
+                    ),
+                ));
+                true
+            }
+            Err(AttemptError::Connect) => {
+                ex.upstream_time += sent_at.elapsed();
+                last_error = Some(GatewayError::new(
+                    ErrorKind::UpstreamError,
+                    format!("could not reach provider `{}`", up.id),
+                ));
+                true
+            }
+            Err(AttemptError::Unavailable) => {
+                last_error = Some(GatewayError::new(
+                    ErrorKind::UpstreamError,
+                    format!("provider `{}` is not configured for use", up.id),
+                ));
+                false
+            }
+        };
+        if retryable {
+            let now = clock::now_ms();
+            if snap.health.record_failure(idx, now) {
+                tracing::warn!(provider = %up.id, "provider ejected after repeated failures");
+            }
+        }
+        if more {
+            state
+                .metrics
+                .failovers
+                .with_label_values(&[principal.tenant(), up.id.as_str()])
+                .inc();
+        }
+    }
+    let mut e = last_error.unwrap_or_else(|| {
+        GatewayError::new(
+            ErrorKind::PolicyDenied,
+            "no provider is eligible at the moment of sending",
+        )
+    });
+    // 504 only when the provider timed out and no failover was possible.
+    if e.kind == ErrorKind::UpstreamTimeout && ex.tried.len() > 1 {
+        e.kind = ErrorKind::UpstreamError;
+        e.message = format!(
+            "every eligible provider failed (tried {})",
+            ex.tried.join(", ")
+        );
+    } else if e.kind == ErrorKind::UpstreamError && ex.tried.len() > 1 {
+        e.message = format!(
+            "every eligible provider failed (tried {})",
+            ex.tried.join(", ")
+        );
+    }
+    Err(e)
+}
+
+/// Whether `idx` may still receive this request, under the configuration in
+/// force now and today's date.
+fn still_eligible(
+    state: &State,
+    decided_with: &Arc<Snapshot>,
+    idx: usize,
+    principal: &Principal,
+    model: &str,
+    extra: Option<&Layer>,
+) -> bool {
+    let now = state.snapshot.load();
+    let Some(id) = decided_with
+        .config
+        .table
+        .providers()
+        .get(idx)
+        .map(|p| &p.id)
+    else {
+        return false;
+    };
+    match now.config.table.decide(
+        principal.tenant(),
+        principal.project(),
+        model,
+        clock::today(),
+        extra,
+    ) {
+        Decision::Route(r) => {
+            let same_config = Arc::ptr_eq(&now, decided_with);
+            r.eligible_indexed()
+                .any(|(i, p)| &p.id == id && (!same_config || i == idx))
+        }
+        _ => false,
+    }
+}
+
+/// A non-streamed response: read whole (bounded), take usage, pass on.
+async fn relay_body(
+    ex: &mut Exchange,
+    resp: reqwest::Response,
+    sent_at: Instant,
+) -> Result<Response<Body>, GatewayError> {
+    let status = resp.status();
+    let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
+    let mut body = Vec::new();
+    let mut resp = resp;
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if body.len() + c.len() > MAX_UPSTREAM_BODY {
+                    return Err(GatewayError::new(
+                        ErrorKind::UpstreamError,
+                        "provider response too large",
+                    ));
+                }
+                body.extend_from_slice(&c);
+            }
+            Ok(None) => break,
+            Err(_) => {
+                ex.upstream_time += sent_at.elapsed();
+                return Err(GatewayError::new(
+                    ErrorKind::UpstreamError,
+                    "provider response broke off",
+                ));
+            }
+        }
+    }
+    ex.upstream_time += sent_at.elapsed();
+    let tokens = if status.is_success() {
+        sse::openai_body_tokens(&body)
+    } else {
+        Tokens::default()
+    };
+    let mut builder = Response::builder().status(status);
+    if let Some(h) = builder.headers_mut() {
+        h.insert(
+            header::CONTENT_TYPE,
+            content_type.unwrap_or(HeaderValue::from_static("application/json")),
+        );
+        ex.common_headers(h);
+    }
+    let response = builder
+        .body(full(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())));
+    ex.finish_ref(Outcome {
+        status,
+        tokens,
+        first_content_at: None,
+        label: if status.is_success() {
+            "ok"
+        } else {
+            "upstream_error"
+        },
+    });
+    Ok(response)
+}
+
+/// A streamed response: relayed event by event; `finish` runs when it ends.
+fn relay_stream(
+    ex: &mut Exchange,
+    resp: reqwest::Response,
+    sent_at: Instant,
+    strip_usage: bool,
+) -> Response<Body> {
+    let status = resp.status();
+    let mut builder = Response::builder().status(status);
+    if let Some(h) = builder.headers_mut() {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        ex.common_headers(h);
+    }
+    let mut done = ex.take();
+    let body = RelayBody::new(resp.bytes_stream(), strip_usage, move |end: Ended| {
+        done.upstream_time += end.at.saturating_duration_since(sent_at);
+        let label = match end.how {
+            StreamEnd::Complete => "ok",
+            StreamEnd::Cancelled => "cancelled",
+            StreamEnd::UpstreamFailed => "upstream_error",
+        };
+        done.finish(Outcome {
+            status,
+            tokens: end.tokens,
+            first_content_at: end.first_content_at,
+            label,
+        });
+    });
+    builder
+        .body(body.boxed_unsync())
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
+}
+
+/// `GET /v1/models`: only the models this key may reach today.
+fn models(state: &State, headers: &HeaderMap, request_id: &str) -> Response<Body> {
+    let principal = match state.keys.authenticate(headers, clock::now_ms()) {
+        Ok(p) => p,
+        Err(e) => return error_response(&auth_error(e), ClientApi::OpenAi, request_id, None, None),
+    };
+    let snap = state.snapshot.load();
+    let today = clock::today();
+    let table = &snap.config.table;
+    let data: Vec<serde_json::Value> = table
+        .models()
+        .into_iter()
+        .filter(
+            |m| match table.decide(principal.tenant(), principal.project(), m, today, None) {
+                Decision::Route(r) => r.eligible().next().is_some(),
+                _ => false,
+            },
+        )
+        .map(
+            |m| serde_json::json!({"id": m, "object": "model", "created": 0, "owned_by": "cordon"}),
+        )
+        .collect();
+    let body = serde_json::json!({"object": "list", "data": data}).to_string();
+    let mut resp = Response::new(full(Bytes::from(body)));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-request-id", v);
+    }
+    resp
+}
+
+// === impl Exchange ===
+
+impl Exchange {
+    fn common_headers(&self, h: &mut HeaderMap) {
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            h.insert("x-request-id", v);
+        }
+        if let Some(v) = self
+            .provider
+            .as_ref()
+            .and_then(|(_, id)| HeaderValue::from_str(id).ok())
+        {
+            h.insert("x-cordon-provider", v);
+        }
+        if let Some(v) = self
+            .policy_version
+            .as_deref()
+            .and_then(|p| HeaderValue::from_str(p).ok())
+        {
+            h.insert("x-cordon-policy", v);
+        }
+    }
+
+    /// Moves the context out (for a stream's end callback), leaving a husk
+    /// whose `finish` does nothing.
+    fn take(&mut self) -> Exchange {
+        let husk = Exchange {
+            state: self.state.clone(),
+            started: self.started,
+            time_ms: self.time_ms,
+            request_id: self.request_id.clone(),
+            endpoint: self.endpoint,
+            principal: None,
+            model: None,
+            model_known: false,
+            provider: None,
+            upstream_model: None,
+            policy_version: None,
+            tried: Vec::new(),
+            upstream_time: Duration::ZERO,
+            streamed: false,
+            provider_api: None,
+            finished: true,
+        };
+        std::mem::replace(self, husk)
+    }
+
+    fn finish_ref(&mut self, outcome: Outcome) {
+        self.take().finish(outcome);
+    }
+
+    /// Records metrics, a log line and the usage record. Runs once per exchange.
+    fn finish(self, o: Outcome) {
+        if self.finished {
+            return;
+        }
+        let state = &self.state;
+        state.metrics.in_flight.dec();
+        let Some(principal) = &self.principal else {
+            // Unauthenticated: nobody to bill; metrics and the log only.
+            tracing::info!(request_id = %self.request_id, status = o.status.as_u16(), "refused unauthenticated request");
+            return;
+        };
+        let total = self.started.elapsed();
+        let provider = self.provider.as_ref().map_or("none", |(_, id)| id.as_str());
+        let model_label = match (&self.model, self.model_known) {
+            (Some(m), true) => m.as_str(),
+            _ => "other",
+        };
+        let status = o.status.as_str();
+        let tenant = principal.tenant();
+        let m = &state.metrics;
+        m.requests
+            .with_label_values(&[tenant, provider, model_label, status])
+            .inc();
+        m.request_duration
+            .with_label_values(&[
+                tenant,
+                provider,
+                model_label,
+                if self.streamed { "true" } else { "false" },
+            ])
+            .observe(total.as_secs_f64());
+        let overhead = total.saturating_sub(self.upstream_time);
+        if !self.tried.is_empty() {
+            m.upstream_duration
+                .with_label_values(&[provider, model_label])
+                .observe(self.upstream_time.as_secs_f64());
+            m.gateway_overhead
+                .with_label_values(&[provider])
+                .observe(overhead.as_secs_f64());
+        }
+        let ttft = o
+            .first_content_at
+            .map(|t| t.saturating_duration_since(self.started));
+        if let Some(t) = ttft {
+            m.time_to_first_token
+                .with_label_values(&[provider, model_label])
+                .observe(t.as_secs_f64());
+        }
+        for (direction, n) in [
+            ("prompt", o.tokens.prompt),
+            ("completion", o.tokens.completion),
+        ] {
+            if let Some(n) = n.and_then(|n| u64::try_from(n).ok()) {
+                m.tokens
+                    .with_label_values(&[tenant, provider, model_label, direction])
+                    .inc_by(n);
+            }
+        }
+        let charged = o.tokens.prompt.unwrap_or(0) + o.tokens.completion.unwrap_or(0);
+        if charged > 0 {
+            state.snapshot.load().limits.charge_tokens(
+                tenant,
+                clock::now_ms(),
+                charged.unsigned_abs(),
+            );
+        }
+        tracing::info!(
+            request_id = %self.request_id,
+            tenant,
+            endpoint = self.endpoint,
+            model = model_label,
+            provider,
+            status = o.status.as_u16(),
+            outcome = o.label,
+            attempts = self.tried.len(),
+            latency_ms = total.as_secs_f64() * 1000.0,
+            "request finished"
+        );
+        state.usage.record(UsageRecord {
+            request_id: self.request_id.to_string(),
+            time_ms: self.time_ms,
+            tenant: tenant.to_owned(),
+            project: principal.project().map(str::to_owned),
+            key_id: principal.key_id().to_string(),
+            endpoint: self.endpoint,
+            model: model_label.to_owned(),
+            provider: self.provider.map(|(_, id)| id),
+            upstream_model: self.upstream_model,
+            policy_version: self.policy_version,
+            prompt_tokens: o.tokens.prompt,
+            completion_tokens: o.tokens.completion,
+            status: o.status.as_u16(),
+            outcome: o.label,
+            attempts: u32::try_from(self.tried.len()).unwrap_or(u32::MAX),
+            providers_tried: self.tried.join(","),
+            latency_ms: total.as_secs_f64() * 1000.0,
+            ttft_ms: ttft.map(|t| t.as_secs_f64() * 1000.0),
+            overhead_ms: overhead.as_secs_f64() * 1000.0,
+            streamed: self.streamed,
+            client_api: "openai",
+            provider_api: self.provider_api,
+        });
+    }
+}
+
+// === helpers ===
+
+fn auth_error(e: AuthError) -> GatewayError {
+    GatewayError::new(ErrorKind::InvalidApiKey, e.to_string())
+}
+
+fn is_retryable(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+async fn read_body(body: Incoming, max: u64) -> Result<Bytes, GatewayError> {
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(GatewayError::new(
+                ErrorKind::RequestTooLarge,
+                format!("request body is larger than {max} bytes"),
+            ))
+        }
+        Err(_) => Err(GatewayError::new(
+            ErrorKind::InvalidRequest,
+            "could not read the request body",
+        )),
+    }
+}
+
+/// The client's `x-request-id` when it is short and printable, else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    if let Some(v) = headers.get("x-request-id").and_then(|v| v.to_str().ok())
+        && !v.is_empty()
+        && v.len() <= 128
+        && v.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return v.to_owned();
+    }
+    hex::encode(rand::random::<[u8; 12]>())
+}
+
+pub fn full(b: Bytes) -> Body {
+    Full::new(b).map_err(|never| match never {}).boxed_unsync()
+}
+
+pub fn error_response(
+    e: &GatewayError,
+    api: ClientApi,
+    request_id: &str,
+    provider: Option<&str>,
+    policy: Option<&str>,
+) -> Response<Body> {
+    let mut resp = Response::new(full(e.body(api)));
+    *resp.status_mut() = e.kind.status();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-request-id", v);
+    }
+    if let Some(v) = provider.and_then(|p| HeaderValue::from_str(p).ok()) {
+        h.insert("x-cordon-provider", v);
+    }
+    if let Some(v) = policy.and_then(|p| HeaderValue::from_str(p).ok()) {
+        h.insert("x-cordon-policy", v);
+    }
+    if let Some(secs) = e.retry_after {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}

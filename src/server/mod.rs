@@ -1,0 +1,310 @@
+//! The listeners: the client API on `listen` (HTTP/1.1 and HTTP/2, HTTPS when
+//! `[tls]` is set) and the admin API on `admin_listen`. Owns the shared
+//! [`State`] and the background tasks (key refresh, usage writer), and shuts
+//! down gracefully: stop accepting, finish in-flight exchanges, flush usage.
+
+mod admin;
+mod exchange;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::auth::{KeyCache, KeyState, REFRESH_MS};
+use crate::clock;
+use crate::config::{Config, Env};
+use crate::health::Health;
+use crate::limits::Limits;
+use crate::metrics::Metrics;
+use crate::store::{self, Store};
+use crate::stream::body::BoxError;
+use crate::upstream::Upstreams;
+use crate::usage::{self, UsageSink};
+
+/// The response body type of both listeners.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// How long shutdown waits for in-flight exchanges.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Everything a request needs, shared by all connections.
+pub struct State {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub keys: KeyCache,
+    pub metrics: Metrics,
+    pub usage: UsageSink,
+    pub store: Store,
+}
+
+/// One loaded configuration with what was built from it.
+pub struct Snapshot {
+    pub config: Config,
+    /// Indexed like `config.table.providers()`.
+    pub upstreams: Upstreams,
+    pub health: Health,
+    pub limits: Limits,
+}
+
+/// A running gateway.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+// === impl Snapshot ===
+
+impl Snapshot {
+    pub fn build(config: Config, env: &dyn Env) -> Result<(Self, Vec<String>), String> {
+        let (upstreams, warnings) = Upstreams::build(&config, env)?;
+        let providers = config.table.providers().len();
+        let limits = Limits::from_table(&config.table);
+        Ok((
+            Self {
+                config,
+                upstreams,
+                health: Health::new(providers),
+                limits,
+            },
+            warnings,
+        ))
+    }
+}
+
+// === impl Running ===
+
+impl Running {
+    /// Starts serving `config`: connects the store, binds both listeners.
+    pub async fn start(config: Config, env: &dyn Env) -> Result<Running, String> {
+        let base_dir: PathBuf = config
+            .file
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default();
+        let url = store::resolve_url(config.store_url.expose(), &base_dir)
+            .map_err(|e| format!("store: {e}"))?;
+        let store = Store::connect(&url)
+            .await
+            .map_err(|e| format!("store: {e}"))?;
+
+        let listen = config.server.listen;
+        let admin_listen = config.server.admin_listen;
+        let tls = match &config.tls {
+            Some(t) => Some(tls_acceptor(&t.cert, &t.key)?),
+            None => None,
+        };
+        let (snapshot, warnings) = Snapshot::build(config, env)?;
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        let metrics = Metrics::new();
+        set_attestation_gauges(&metrics, &snapshot.config);
+        let (usage, writer) = usage::channel(store.clone(), metrics.clone());
+        let state = Arc::new(State {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            keys: KeyCache::new(),
+            metrics,
+            usage,
+            store: store.clone(),
+        });
+
+        // Load every key before accepting requests.
+        refresh_keys(&state, None)
+            .await
+            .map_err(|e| format!("store: {e}"))?;
+
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let admin = TcpListener::bind(admin_listen)
+            .await
+            .map_err(|e| format!("cannot listen on {admin_listen}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
+
+        let (shutdown, rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        tasks.spawn(writer.run());
+        tasks.spawn(key_refresher(state.clone(), rx.clone()));
+        let s = state.clone();
+        tasks.spawn(accept_loop(listener, tls, rx.clone(), move |req| {
+            exchange::handle(s.clone(), req)
+        }));
+        let s = state.clone();
+        tasks.spawn(accept_loop(admin, None, rx, move |req| {
+            admin::handle(s.clone(), req)
+        }));
+        // The state's usage sink must close when serving stops, so the writer
+        // can drain and exit: drop our handle now; connections hold theirs.
+        drop(state);
+        Ok(Running {
+            addr,
+            admin_addr,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops accepting, waits for in-flight exchanges (at most 30 s), then for
+    /// the usage writer to store what is queued.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Serves connections until `shutdown` flips, then drains them.
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+    handler: F,
+) where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = hyper::Response<Body>> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, _peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let h = handler.clone();
+        let service = service_fn(move |req| {
+            let fut = h(req);
+            async move { Ok::<_, std::convert::Infallible>(fut.await) }
+        });
+        match &tls {
+            None => {
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let Ok(tls_stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                });
+            }
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
+}
+
+/// Keeps the key cache in step with the store, and writes back last-use times.
+async fn key_refresher(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    let mut last_started = Some(clock::now_ms());
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(REFRESH_MS)) => {}
+            _ = shutdown.changed() => return,
+        }
+        let started = clock::now_ms();
+        match refresh_keys(&state, last_started).await {
+            Ok(()) => last_started = Some(started),
+            Err(e) => {
+                tracing::warn!(error = %e, "key refresh failed; keeping the keys already loaded")
+            }
+        }
+        let touches = state.keys.take_touches();
+        if !touches.is_empty()
+            && let Err(e) = state.store.touch_keys(&touches).await
+        {
+            tracing::debug!(error = %e, "could not record key last-use times");
+        }
+    }
+}
+
+async fn refresh_keys(state: &State, previous_start: Option<i64>) -> Result<(), store::StoreError> {
+    let rows = state
+        .store
+        .keys_updated_since(store::next_key_sync_since(previous_start))
+        .await?;
+    state.keys.apply(
+        rows.into_iter()
+            .map(|r| KeyState {
+                id: r.id,
+                tenant: r.tenant,
+                project: r.project,
+                hash: r.hash,
+                expires_ms: r.expires_ms,
+                revoked: r.revoked_ms.is_some(),
+                last_used_ms: r.last_used_ms,
+            })
+            .collect(),
+    );
+    Ok(())
+}
+
+/// The earliest date after which each provider's terms stop counting
+/// (certification expiry or review date), as a Unix timestamp gauge.
+fn set_attestation_gauges(metrics: &Metrics, config: &Config) {
+    for p in config.table.providers() {
+        let dates = p
+            .terms
+            .certifications
+            .values()
+            .flatten()
+            .chain(p.terms.review_by.as_ref());
+        if let Some(earliest) = dates.min() {
+            let ts = earliest.midnight().assume_utc().unix_timestamp() as f64;
+            metrics
+                .attestation_expiry
+                .with_label_values(&[p.id.as_str()])
+                .set(ts);
+        }
+    }
+}
+
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("tls.cert {}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("tls.cert {}: {e}", cert.display()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("tls.key {}: {e}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("tls: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}

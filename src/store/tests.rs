@@ -1,0 +1,788 @@
+//! Every store method, on both backends: SQLite in a temporary file, and
+//! PostgreSQL in a schema of its own per test (dropped afterwards), so tests
+//! can run in parallel against one server.
+//!
+//! PostgreSQL is `postgres://postgres@127.0.0.1:5432/test` unless
+//! `CORDON_TEST_POSTGRES_URL` says otherwise. When it is unreachable the
+//! PostgreSQL variants print why and pass — except when `CI=true`, where they
+//! fail.
+
+use std::time::Duration;
+
+use super::error::describe;
+use super::*;
+use crate::auth::key::NewKey;
+
+const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+// === harness ===
+
+/// A store under test, and what to clean up after it.
+struct TestDb {
+    store: Store,
+    /// The URL `store` was opened with (to open it again).
+    url: String,
+    /// Removes the database when dropped (a `TempDir` or a [`PgSchema`]).
+    _cleanup: Box<dyn std::any::Any + Send>,
+}
+
+async fn sqlite_db() -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cordon.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    TestDb {
+        store,
+        url,
+        _cleanup: Box::new(dir),
+    }
+}
+
+/// A fresh schema on the test server, or `None` (with the reason printed)
+/// when the server is unreachable outside CI.
+async fn postgres_db() -> Option<TestDb> {
+    let schema = PgSchema::create().await?;
+    let url = schema.url();
+    let store = Store::connect(&url).await.unwrap();
+    Some(TestDb {
+        store,
+        url,
+        _cleanup: Box::new(schema),
+    })
+}
+
+fn pg_base_url() -> String {
+    std::env::var_os("CORDON_TEST_POSTGRES_URL")
+        .and_then(|v| v.into_string().ok())
+        .unwrap_or_else(|| DEFAULT_PG_URL.to_owned())
+}
+
+fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| v == "true")
+}
+
+/// A schema named `cordon_test_<random>`, dropped (with everything in it)
+/// when this is dropped, even if the test panicked.
+struct PgSchema {
+    admin_url: String,
+    name: String,
+}
+
+impl PgSchema {
+    async fn create() -> Option<PgSchema> {
+        let admin_url = pg_base_url();
+        let admin = match PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(&admin_url)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                let why = format!(
+                    "PostgreSQL at {admin_url} is unreachable ({})",
+                    describe(&e)
+                );
+                assert!(!in_ci(), "{why}; CI=true, so this is a failure");
+                eprintln!("skipping the PostgreSQL variant of this test: {why}");
+                return None;
+            }
+        };
+        let name = format!("cordon_test_{:016x}", rand::random::<u64>());
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        Some(PgSchema { admin_url, name })
+    }
+
+    /// The test server's URL with `search_path` set to this schema.
+    fn url(&self) -> String {
+        let sep = if self.admin_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!(
+            "{}{sep}options=-csearch_path%3D{}",
+            self.admin_url, self.name
+        )
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime, which cannot be blocked on:
+        // clean up from a thread with a runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let pool = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&url)
+                    .await?;
+                sqlx::query(AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS {name} CASCADE"
+                )))
+                .execute(&pool)
+                .await?;
+                pool.close().await;
+                Ok::<(), sqlx::Error>(())
+            })
+        });
+        if let Ok(Err(e)) = cleanup.join() {
+            eprintln!("could not drop test schema {}: {}", self.name, describe(&e));
+        }
+    }
+}
+
+/// Defines `mod $name { sqlite, postgres }`, each running `$body(&TestDb)`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    let db = super::sqlite_db().await;
+                    super::$name(&db).await;
+                    db.store.close().await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    let Some(db) = super::postgres_db().await else {
+                        return;
+                    };
+                    super::$name(&db).await;
+                    db.store.close().await;
+                }
+            }
+        )*
+    };
+}
+
+on_both_backends!(
+    migrations_run_once_and_reopening_keeps_data,
+    concurrent_starts_migrate_once,
+    keys_insert_get_and_list,
+    duplicate_key_id_is_reported_without_values,
+    only_the_hex_hash_is_stored,
+    revoke_sets_revoked_and_updated_once,
+    updated_since_sees_new_keys_and_revocations,
+    same_millisecond_writes_are_not_missed_with_the_overlap,
+    touch_keys_moves_last_used_forward_only,
+    usage_records_keep_every_field,
+    usage_totals_group_and_filter,
+    usage_batches_larger_than_one_insert,
+    ping_answers_until_closed,
+);
+
+// === fixtures ===
+
+fn key(tenant: &str, created_ms: i64) -> KeyRow {
+    let k = NewKey::generate();
+    KeyRow {
+        id: k.id,
+        tenant: tenant.to_owned(),
+        project: None,
+        name: None,
+        hash: k.hash,
+        created_ms,
+        expires_ms: None,
+        revoked_ms: None,
+        last_used_ms: None,
+    }
+}
+
+fn usage(tenant: &str, time_ms: i64, model: &str, provider: Option<&str>) -> UsageRecord {
+    UsageRecord {
+        request_id: format!("req-{time_ms}"),
+        time_ms,
+        tenant: tenant.to_owned(),
+        project: None,
+        key_id: "abcd1234".to_owned(),
+        endpoint: "chat.completions",
+        model: model.to_owned(),
+        provider: provider.map(str::to_owned),
+        upstream_model: provider.map(|_| format!("{model}-2024")),
+        policy_version: Some("0123456789ab".to_owned()),
+        prompt_tokens: provider.map(|_| 10),
+        completion_tokens: provider.map(|_| 5),
+        status: if provider.is_some() { 200 } else { 403 },
+        outcome: if provider.is_some() { "ok" } else { "refused" },
+        attempts: u32::from(provider.is_some()),
+        providers_tried: provider.unwrap_or("").to_owned(),
+        latency_ms: 12.5,
+        ttft_ms: None,
+        overhead_ms: 0.75,
+        streamed: false,
+        client_api: "openai",
+        provider_api: provider.map(|_| "openai"),
+    }
+}
+
+fn ids(rows: &[KeyRow]) -> Vec<&str> {
+    rows.iter().map(|r| r.id.as_str()).collect()
+}
+
+async fn count(store: &Store, sql: &'static str) -> i64 {
+    on_pool!(&store.pool, |p| {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(p)
+            .await
+            .unwrap()
+    })
+}
+
+// === tests (run on both backends) ===
+
+async fn migrations_run_once_and_reopening_keeps_data(db: &TestDb) {
+    let k = key("acme", 1_000);
+    db.store.insert_key(&k).await.unwrap();
+    let again = Store::connect(&db.url).await.unwrap();
+    assert_eq!(again.get_key(&k.id).await.unwrap(), Some(k));
+    assert_eq!(
+        count(&again, "SELECT COUNT(*) FROM _cordon_migrations").await,
+        i64::try_from(MIGRATIONS.len()).unwrap()
+    );
+    again.close().await;
+}
+
+async fn concurrent_starts_migrate_once(db: &TestDb) {
+    // `db` is already migrated; start from an empty database instead.
+    let fresh: (String, Box<dyn std::any::Any + Send>) = match db.store.backend() {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+            (url, Box::new(dir))
+        }
+        Backend::Postgres => {
+            let schema = PgSchema::create().await.unwrap();
+            (schema.url(), Box::new(schema))
+        }
+    };
+    let (url, _cleanup) = fresh;
+    let starts = (0..4).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { Store::connect(&url).await })
+    });
+    let mut stores = Vec::new();
+    for s in starts {
+        stores.push(s.await.unwrap().unwrap());
+    }
+    for s in &stores {
+        assert_eq!(count(s, "SELECT COUNT(*) FROM _cordon_migrations").await, 1);
+        s.ping().await.unwrap();
+        s.close().await;
+    }
+}
+
+async fn keys_insert_get_and_list(db: &TestDb) {
+    let s = &db.store;
+    let mut a = key("acme", 2_000);
+    a.project = Some("research".to_owned());
+    a.name = Some("ci bot".to_owned());
+    a.expires_ms = Some(9_000);
+    let b = key("acme", 1_000);
+    let other = key("globex", 1_500);
+    for k in [&a, &b, &other] {
+        s.insert_key(k).await.unwrap();
+    }
+    assert_eq!(s.get_key(&a.id).await.unwrap().as_ref(), Some(&a));
+    assert_eq!(
+        s.get_key(&KeyId::parse("zzzzzzzz").unwrap()).await.unwrap(),
+        None
+    );
+    let listed = s.list_keys("acme").await.unwrap();
+    assert_eq!(ids(&listed), [b.id.as_str(), a.id.as_str()], "oldest first");
+    assert_eq!(listed[1], a);
+    assert_eq!(s.list_keys("globex").await.unwrap(), [other]);
+    assert!(s.list_keys("nobody").await.unwrap().is_empty());
+}
+
+async fn duplicate_key_id_is_reported_without_values(db: &TestDb) {
+    let k = key("acme", 1_000);
+    db.store.insert_key(&k).await.unwrap();
+    let mut clash = key("acme", 2_000);
+    clash.id = k.id.clone();
+    let err = db.store.insert_key(&clash).await.unwrap_err();
+    assert_eq!(err, StoreError::DuplicateKey);
+    for text in [err.to_string(), format!("{err:?}")] {
+        assert!(!text.contains(&clash.hash.to_hex()), "{text}");
+        assert!(!text.contains(&k.hash.to_hex()), "{text}");
+    }
+}
+
+async fn only_the_hex_hash_is_stored(db: &TestDb) {
+    let new = NewKey::generate();
+    let row = KeyRow {
+        id: new.id.clone(),
+        hash: new.hash,
+        ..key("acme", 1_000)
+    };
+    db.store.insert_key(&row).await.unwrap();
+    let stored: String = on_pool!(&db.store.pool, |p| {
+        sqlx::query_scalar("SELECT hash FROM keys WHERE id = $1")
+            .bind(new.id.as_str())
+            .fetch_one(p)
+            .await
+            .unwrap()
+    });
+    assert_eq!(stored, new.hash.to_hex());
+    assert!(!new.raw.expose().contains(&stored));
+    // The column itself refuses anything but a lower-case hex digest, such as
+    // a raw key written by mistake; the error names the constraint, not the value.
+    let raw = new.raw.expose().clone();
+    let err = on_pool!(&db.store.pool, |p| {
+        sqlx::query(
+            "INSERT INTO keys (id, tenant, hash, created_ms, updated_ms) \
+             VALUES ('rawrawra', 'acme', $1, 0, 0)",
+        )
+        .bind(raw.as_str())
+        .execute(p)
+        .await
+        .map(drop)
+        .unwrap_err()
+    });
+    let err = StoreError::db("test")(err);
+    assert!(err.to_string().contains("check constraint"), "{err}");
+    assert!(!err.to_string().contains(&raw), "{err}");
+}
+
+async fn revoke_sets_revoked_and_updated_once(db: &TestDb) {
+    let s = &db.store;
+    let k = key("acme", 1_000);
+    s.insert_key(&k).await.unwrap();
+    assert!(s.revoke_key(&k.id, 5_000).await.unwrap());
+    assert!(
+        !s.revoke_key(&k.id, 6_000).await.unwrap(),
+        "already revoked"
+    );
+    assert!(
+        !s.revoke_key(&KeyId::parse("zzzzzzzz").unwrap(), 5_000)
+            .await
+            .unwrap(),
+        "unknown id"
+    );
+    let got = s.get_key(&k.id).await.unwrap().unwrap();
+    assert_eq!(got.revoked_ms, Some(5_000), "the first revocation is kept");
+    assert_eq!(
+        ids(&s.keys_updated_since(5_000).await.unwrap()),
+        [k.id.as_str()]
+    );
+    assert!(s.keys_updated_since(5_001).await.unwrap().is_empty());
+}
+
+async fn updated_since_sees_new_keys_and_revocations(db: &TestDb) {
+    let s = &db.store;
+    let a = key("acme", 1_000);
+    let b = key("globex", 2_000);
+    s.insert_key(&a).await.unwrap();
+    s.insert_key(&b).await.unwrap();
+    let all = s.keys_updated_since(i64::MIN).await.unwrap();
+    assert_eq!(ids(&all), [a.id.as_str(), b.id.as_str()], "by updated_ms");
+    assert_eq!(
+        ids(&s.keys_updated_since(1_500).await.unwrap()),
+        [b.id.as_str()]
+    );
+    assert_eq!(
+        ids(&s.keys_updated_since(2_000).await.unwrap()),
+        [b.id.as_str()],
+        "the bound is inclusive"
+    );
+    s.revoke_key(&a.id, 3_000).await.unwrap();
+    let changed = s.keys_updated_since(2_500).await.unwrap();
+    assert_eq!(ids(&changed), [a.id.as_str()]);
+    assert_eq!(changed[0].revoked_ms, Some(3_000));
+    assert_eq!(changed[0].tenant, "acme");
+}
+
+async fn same_millisecond_writes_are_not_missed_with_the_overlap(db: &TestDb) {
+    let s = &db.store;
+    // A cache polls at t = 10_000 and sees key `a`, written at 10_000 too.
+    let a = key("acme", 10_000);
+    s.insert_key(&a).await.unwrap();
+    let poll_started = 10_000;
+    let first = s
+        .keys_updated_since(next_key_sync_since(None))
+        .await
+        .unwrap();
+    assert_eq!(ids(&first), [a.id.as_str()]);
+    // After that poll, a second write stamped in the same millisecond commits,
+    // and a revocation stamped a little earlier (slow commit or a replica
+    // whose clock lags) commits as well.
+    let b = key("acme", 10_000);
+    s.insert_key(&b).await.unwrap();
+    s.revoke_key(&a.id, 9_000).await.unwrap();
+    // An exclusive bound at the last poll's time misses both…
+    let naive: Vec<KeyRow> = s.keys_updated_since(poll_started + 1).await.unwrap();
+    assert!(naive.is_empty());
+    // …the overlapping window sees both.
+    let next = s
+        .keys_updated_since(next_key_sync_since(Some(poll_started)))
+        .await
+        .unwrap();
+    let mut seen = ids(&next);
+    seen.sort_unstable();
+    let mut want = vec![a.id.as_str(), b.id.as_str()];
+    want.sort_unstable();
+    assert_eq!(seen, want);
+    assert!(
+        next.iter()
+            .any(|r| r.id == a.id && r.revoked_ms == Some(9_000))
+    );
+}
+
+async fn touch_keys_moves_last_used_forward_only(db: &TestDb) {
+    let s = &db.store;
+    let a = key("acme", 1_000);
+    let b = key("acme", 1_000);
+    s.insert_key(&a).await.unwrap();
+    s.insert_key(&b).await.unwrap();
+    s.touch_keys(&[]).await.unwrap();
+    s.touch_keys(&[
+        (a.id.clone(), 5_000),
+        (b.id.clone(), 6_000),
+        (KeyId::parse("zzzzzzzz").unwrap(), 7_000),
+    ])
+    .await
+    .unwrap();
+    // A replica flushing late, with an older time, does not move it back.
+    s.touch_keys(&[(a.id.clone(), 4_000), (b.id.clone(), 8_000)])
+        .await
+        .unwrap();
+    let last_used = |k: Option<KeyRow>| k.unwrap().last_used_ms;
+    assert_eq!(last_used(s.get_key(&a.id).await.unwrap()), Some(5_000));
+    assert_eq!(last_used(s.get_key(&b.id).await.unwrap()), Some(8_000));
+    assert!(
+        s.keys_updated_since(1_001).await.unwrap().is_empty(),
+        "use is not a change the key cache needs"
+    );
+}
+
+async fn usage_records_keep_every_field(db: &TestDb) {
+    let r = UsageRecord {
+        request_id: "req-1".to_owned(),
+        time_ms: 1_700_000_000_123,
+        tenant: "acme".to_owned(),
+        project: Some("research".to_owned()),
+        key_id: "abcd1234".to_owned(),
+        endpoint: "messages",
+        model: "claude-x".to_owned(),
+        provider: Some("anthropic-eu".to_owned()),
+        upstream_model: Some("claude-x-2025".to_owned()),
+        policy_version: Some("0123456789ab".to_owned()),
+        prompt_tokens: Some(1_234),
+        completion_tokens: Some(56),
+        status: 200,
+        outcome: "ok",
+        attempts: 2,
+        providers_tried: "openai-eu,anthropic-eu".to_owned(),
+        latency_ms: 812.25,
+        ttft_ms: Some(120.5),
+        overhead_ms: 1.25,
+        streamed: true,
+        client_api: "anthropic",
+        provider_api: Some("openai"),
+    };
+    db.store.insert_usage(&[]).await.unwrap();
+    db.store
+        .insert_usage(std::slice::from_ref(&r))
+        .await
+        .unwrap();
+    type Head = (String, i64, String, Option<String>, String, String, String);
+    type Mid = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        i32,
+    );
+    type Tail = (
+        String,
+        i64,
+        String,
+        f64,
+        Option<f64>,
+        f64,
+        bool,
+        String,
+        Option<String>,
+    );
+    let (head, mid, tail): (Head, Mid, Tail) = on_pool!(&db.store.pool, |p| {
+        (
+            sqlx::query_as(
+                "SELECT request_id, time_ms, tenant, project, key_id, endpoint, model FROM usage",
+            )
+            .fetch_one(p)
+            .await
+            .unwrap(),
+            sqlx::query_as(
+                "SELECT provider, upstream_model, policy_version, prompt_tokens, \
+                 completion_tokens, status FROM usage",
+            )
+            .fetch_one(p)
+            .await
+            .unwrap(),
+            sqlx::query_as(
+                "SELECT outcome, attempts, providers_tried, latency_ms, ttft_ms, overhead_ms, \
+                 streamed, client_api, provider_api FROM usage",
+            )
+            .fetch_one(p)
+            .await
+            .unwrap(),
+        )
+    });
+    assert_eq!(
+        head,
+        (
+            r.request_id.clone(),
+            r.time_ms,
+            r.tenant.clone(),
+            r.project.clone(),
+            r.key_id.clone(),
+            r.endpoint.to_owned(),
+            r.model.clone()
+        )
+    );
+    assert_eq!(
+        mid,
+        (
+            r.provider.clone(),
+            r.upstream_model.clone(),
+            r.policy_version.clone(),
+            r.prompt_tokens,
+            r.completion_tokens,
+            i32::from(r.status)
+        )
+    );
+    assert_eq!(
+        tail,
+        (
+            r.outcome.to_owned(),
+            i64::from(r.attempts),
+            r.providers_tried.clone(),
+            r.latency_ms,
+            r.ttft_ms,
+            r.overhead_ms,
+            r.streamed,
+            r.client_api.to_owned(),
+            r.provider_api.map(str::to_owned)
+        )
+    );
+}
+
+async fn usage_totals_group_and_filter(db: &TestDb) {
+    let s = &db.store;
+    let records = [
+        usage("acme", 1_000, "gpt-4o", Some("azure-fr")),
+        usage("acme", 1_500, "gpt-4o", Some("openai-us")),
+        usage("acme", 2_000, "mistral-large", Some("azure-fr")),
+        usage("acme", 2_500, "gpt-4o", None), // refused
+        usage("acme", 3_000, "gpt-4o", Some("azure-fr")), // == until: excluded
+        usage("globex", 1_200, "gpt-4o", Some("azure-fr")),
+    ];
+    s.insert_usage(&records).await.unwrap();
+    let q = |tenant: Option<&str>, group_by| UsageQuery {
+        tenant: tenant.map(str::to_owned),
+        since_ms: 1_000,
+        until_ms: 3_000,
+        group_by,
+    };
+    let total = |group: &str, requests, prompt_tokens, completion_tokens, refused| UsageTotal {
+        group: group.to_owned(),
+        requests,
+        prompt_tokens,
+        completion_tokens,
+        refused,
+    };
+    assert_eq!(
+        s.usage_totals(&q(Some("acme"), GroupBy::Model))
+            .await
+            .unwrap(),
+        [
+            total("gpt-4o", 3, 20, 10, 1),
+            total("mistral-large", 1, 10, 5, 0)
+        ]
+    );
+    assert_eq!(
+        s.usage_totals(&q(Some("acme"), GroupBy::Provider))
+            .await
+            .unwrap(),
+        [
+            total(NO_PROVIDER, 1, 0, 0, 1),
+            total("azure-fr", 2, 20, 10, 0),
+            total("openai-us", 1, 10, 5, 0),
+        ]
+    );
+    assert_eq!(
+        s.usage_totals(&q(Some("acme"), GroupBy::None))
+            .await
+            .unwrap(),
+        [total(ALL, 4, 30, 15, 1)]
+    );
+    assert_eq!(
+        s.usage_totals(&q(None, GroupBy::None)).await.unwrap(),
+        [total(ALL, 5, 40, 20, 1)],
+        "every tenant"
+    );
+    let later = UsageQuery {
+        since_ms: 2_000,
+        ..q(Some("acme"), GroupBy::None)
+    };
+    assert_eq!(
+        s.usage_totals(&later).await.unwrap(),
+        [total(ALL, 2, 10, 5, 1)],
+        "since is inclusive"
+    );
+    assert!(
+        s.usage_totals(&q(Some("nobody"), GroupBy::None))
+            .await
+            .unwrap()
+            .is_empty(),
+        "no requests, no groups"
+    );
+}
+
+async fn usage_batches_larger_than_one_insert(db: &TestDb) {
+    let n = USAGE_ROWS_PER_INSERT * 2 + 17;
+    let records: Vec<UsageRecord> = (0..n)
+        .map(|i| usage("acme", i64::try_from(i).unwrap(), "m", Some("p")))
+        .collect();
+    db.store.insert_usage(&records).await.unwrap();
+    let totals = db
+        .store
+        .usage_totals(&UsageQuery {
+            tenant: Some("acme".to_owned()),
+            since_ms: 0,
+            until_ms: i64::MAX,
+            group_by: GroupBy::None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(totals[0].requests, i64::try_from(n).unwrap());
+}
+
+async fn ping_answers_until_closed(db: &TestDb) {
+    let other = Store::connect(&db.url).await.unwrap();
+    other.ping().await.unwrap();
+    other.close().await;
+    let err = other.ping().await.unwrap_err();
+    assert!(err.to_string().contains("ping"), "{err}");
+}
+
+// === single-backend tests ===
+
+#[tokio::test]
+async fn sqlite_file_is_created_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    assert!(!path.exists());
+    let store = Store::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    assert!(path.exists());
+    let mode: String = on_pool!(&store.pool, |p| {
+        sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(p)
+            .await
+            .unwrap()
+    });
+    assert_eq!(mode, "wal");
+    assert_eq!(store.backend(), Backend::Sqlite);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn in_memory_sqlite_works_for_tests() {
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let k = key("acme", 1);
+    store.insert_key(&k).await.unwrap();
+    assert_eq!(store.list_keys("acme").await.unwrap(), [k]);
+    // Each in-memory store is its own database.
+    let other = Store::connect("sqlite::memory:").await.unwrap();
+    assert!(other.list_keys("acme").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn unsupported_and_unreachable_urls_never_echo_the_url() {
+    let err = Store::connect("mysql://root:hunter2@localhost/db")
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::UnsupportedUrl);
+    // Port 1: connection refused, at once.
+    let err = Store::connect_with_timeout(
+        "postgres://cordon:hunter2@127.0.0.1:1/cordon",
+        Duration::from_millis(300),
+    )
+    .await
+    .unwrap_err();
+    for text in [err.to_string(), format!("{err:?}")] {
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("connect"), "{text}");
+    }
+}
+
+#[test]
+fn debug_output_holds_no_secret() {
+    let new = NewKey::generate();
+    let row = KeyRow {
+        hash: new.hash,
+        ..key("acme", 1)
+    };
+    let text = format!("{row:?}");
+    assert!(!text.contains(&new.hash.to_hex()), "{text}");
+    assert!(text.contains("KeyHash(..)"), "{text}");
+}
+
+#[test]
+fn key_sync_window_overlaps_the_previous_poll() {
+    assert_eq!(next_key_sync_since(None), i64::MIN);
+    assert_eq!(
+        next_key_sync_since(Some(100_000)),
+        100_000 - KEY_SYNC_OVERLAP_MS
+    );
+    assert_eq!(next_key_sync_since(Some(i64::MIN + 1)), i64::MIN);
+}
+
+#[test]
+fn every_migration_exists_for_both_backends_in_order() {
+    for (i, (version, _, sqlite, postgres)) in MIGRATIONS.iter().enumerate() {
+        assert_eq!(*version, i64::try_from(i).unwrap() + 1);
+        assert!(sqlite.contains("CREATE TABLE") || sqlite.contains("ALTER TABLE"));
+        assert!(postgres.contains("CREATE TABLE") || postgres.contains("ALTER TABLE"));
+    }
+    assert_eq!(
+        Store::migrator(Backend::Sqlite).iter().count(),
+        MIGRATIONS.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn sqlite_processes_starting_together_all_migrate() {
+    // Without the retry in `Store::migrate`, some of these fail with "table
+    // keys already exists": SQLite's migrator takes no lock.
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+        let starts: Vec<_> = (0..12)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { Store::connect(&url).await })
+            })
+            .collect();
+        for s in starts {
+            let store = s.await.unwrap().unwrap();
+            assert_eq!(
+                count(&store, "SELECT COUNT(*) FROM _cordon_migrations").await,
+                1
+            );
+            store.close().await;
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Server-sent events, re-framed at event boundaries as bytes arrive, with the
+//! OpenAI usage chunk read (and removed when the client did not ask for it).
+//! Events are passed on as the same bytes that arrived; only whole events are
+//! held back, never the stream.
+
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+
+/// Token counts reported by the provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    pub prompt: Option<i64>,
+    pub completion: Option<i64>,
+}
+
+/// Splits an SSE byte stream into events and inspects OpenAI chunks.
+#[derive(Debug, Default)]
+pub struct OpenAiRelay {
+    buf: BytesMut,
+    /// Drop the usage-only chunk (the client did not ask for it).
+    strip_usage: bool,
+    pub tokens: Tokens,
+    /// Whether an event carrying content has been passed on.
+    pub saw_content: bool,
+    pub saw_done: bool,
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Option<Vec<serde::de::IgnoredAny>>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+/// `usage` of an OpenAI response or stream chunk.
+#[derive(Deserialize, Debug, Clone, Copy)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: Option<i64>,
+    #[serde(default)]
+    pub completion_tokens: Option<i64>,
+}
+
+impl OpenAiRelay {
+    pub fn new(strip_usage: bool) -> Self {
+        Self {
+            strip_usage,
+            ..Self::default()
+        }
+    }
+
+    /// Feeds bytes from upstream; complete events to send on go to `out`.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<Bytes>) {
+        self.buf.extend_from_slice(chunk);
+        while let Some(end) = event_end(&self.buf) {
+            let event = self.buf.split_to(end).freeze();
+            if self.keep(&event) {
+                out.push(event);
+            }
+        }
+    }
+
+    /// Upstream ended: whatever is left (an unterminated last event) goes on.
+    pub fn finish(&mut self, out: &mut Vec<Bytes>) {
+        if !self.buf.is_empty() {
+            let event = self.buf.split().freeze();
+            if self.keep(&event) {
+                out.push(event);
+            }
+        }
+    }
+
+    /// Reads the event; false when it must not reach the client.
+    fn keep(&mut self, event: &[u8]) -> bool {
+        let Some(data) = data_of(event) else {
+            return true;
+        };
+        if data.trim_ascii() == b"[DONE]" {
+            self.saw_done = true;
+            return true;
+        }
+        // Only chunks that mention usage are parsed; content chunks are passed on unread.
+        if !contains(data, b"\"usage\"") {
+            self.saw_content = true;
+            return true;
+        }
+        let Ok(chunk) = serde_json::from_slice::<Chunk>(data) else {
+            self.saw_content = true;
+            return true;
+        };
+        if let Some(u) = chunk.usage {
+            self.tokens = Tokens {
+                prompt: u.prompt_tokens,
+                completion: u.completion_tokens,
+            };
+        }
+        let usage_only = chunk.usage.is_some() && chunk.choices.as_ref().is_none_or(Vec::is_empty);
+        if usage_only {
+            return !self.strip_usage;
+        }
+        self.saw_content = true;
+        true
+    }
+}
+
+/// The end (exclusive) of the first complete event in `buf`: after a blank line.
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 1 < buf.len() {
+        match (buf[i], buf[i + 1]) {
+            (b'\n', b'\n') => return Some(i + 2),
+            (b'\r', b'\n') if buf[i + 2..].starts_with(b"\r\n") => return Some(i + 4),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The payload of an event's `data:` line(s); multi-line data is rare for
+/// these APIs and then only the first line is inspected.
+fn data_of(event: &[u8]) -> Option<&[u8]> {
+    event.split(|b| *b == b'\n').find_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        line.strip_prefix(b"data:")
+            .map(|d| d.strip_prefix(b" ").unwrap_or(d))
+    })
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Token usage of a whole (non-streamed) OpenAI response body.
+pub fn openai_body_tokens(body: &[u8]) -> Tokens {
+    #[derive(Deserialize)]
+    struct Body {
+        usage: Option<Usage>,
+    }
+    match serde_json::from_slice::<Body>(body) {
+        Ok(Body { usage: Some(u) }) => Tokens {
+            prompt: u.prompt_tokens,
+            completion: u.completion_tokens,
+        },
+        _ => Tokens::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTENT: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n";
+    const USAGE: &str =
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n\n";
+    const DONE: &str = "data: [DONE]\n\n";
+
+    fn relay(strip: bool, pieces: &[&[u8]]) -> (OpenAiRelay, Vec<u8>, usize) {
+        let mut r = OpenAiRelay::new(strip);
+        let mut out = Vec::new();
+        for p in pieces {
+            r.push(p, &mut out);
+        }
+        r.finish(&mut out);
+        let n = out.len();
+        (r, out.concat(), n)
+    }
+
+    #[test]
+    fn passes_events_unchanged_and_reads_usage() {
+        let all = format!("{CONTENT}{USAGE}{DONE}");
+        let (r, out, n) = relay(false, &[all.as_bytes()]);
+        assert_eq!(out, all.as_bytes());
+        assert_eq!(n, 3);
+        assert_eq!(
+            r.tokens,
+            Tokens {
+                prompt: Some(7),
+                completion: Some(3)
+            }
+        );
+        assert!(r.saw_content && r.saw_done);
+    }
+
+    #[test]
+    fn strips_the_usage_chunk_when_the_client_did_not_ask() {
+        let all = format!("{CONTENT}{USAGE}{DONE}");
+        let (r, out, _) = relay(true, &[all.as_bytes()]);
+        assert_eq!(out, format!("{CONTENT}{DONE}").as_bytes());
+        assert_eq!(r.tokens.prompt, Some(7));
+    }
+
+    #[test]
+    fn events_split_across_reads_are_reassembled() {
+        let all = format!("{CONTENT}{USAGE}{DONE}");
+        let bytes = all.as_bytes();
+        for cut in 1..bytes.len() {
+            let (r, out, _) = relay(true, &[&bytes[..cut], &bytes[cut..]]);
+            assert_eq!(out, format!("{CONTENT}{DONE}").as_bytes(), "cut at {cut}");
+            assert_eq!(r.tokens.completion, Some(3));
+        }
+    }
+
+    #[test]
+    fn crlf_framing_and_comments_pass_through() {
+        let s = "data: {\"choices\":[{}]}\r\n\r\n: keep-alive\n\n";
+        let (_, out, n) = relay(true, &[s.as_bytes()]);
+        assert_eq!(out, s.as_bytes());
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn body_tokens_are_read_from_usage() {
+        let t = openai_body_tokens(br#"{"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":2,"total_tokens":13}}"#);
+        assert_eq!(
+            t,
+            Tokens {
+                prompt: Some(11),
+                completion: Some(2)
+            }
+        );
+        assert_eq!(openai_body_tokens(b"not json"), Tokens::default());
+        let e = openai_body_tokens(br#"{"data":[],"usage":{"prompt_tokens":5,"total_tokens":5}}"#);
+        assert_eq!(
+            e,
+            Tokens {
+                prompt: Some(5),
+                completion: None
+            }
+        );
+    }
+}
