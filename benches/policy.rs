@@ -491,6 +491,14 @@ fn first_provider<'a>(
     }
 }
 
+/// Every eligible provider's index, in routing order.
+fn all_eligible(table: &Table, key: &Key, extra: Option<&cordon::policy::Layer>) -> Vec<usize> {
+    match table.decide(&key.0, key.1.as_deref(), key.2, today(), extra) {
+        Decision::Route(routes) => routes.eligible_indexed().map(|(i, _)| i).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Prints how the lookup keys are decided, so the numbers can be judged.
 fn describe(table: &Table, keys: &[Key], extra: Option<&cordon::policy::Layer>) {
     let (mut routed, mut denied, mut not_allowed, mut other, mut candidates) = (0, 0, 0, 0, 0);
@@ -569,6 +577,17 @@ fn benches(c: &mut Criterion) {
             let key = &keys[i % KEYS];
             i += 1;
             black_box(first_provider(table, black_box(key), Some(&require)))
+        })
+    });
+
+    // What `cordon serve` does today (src/server/exchange.rs): every eligible
+    // provider, not just the first, so failover has its list.
+    c.bench_function("eligibility_all_with_require", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let key = &keys[i % KEYS];
+            i += 1;
+            all_eligible(table, black_box(key), Some(&require))
         })
     });
 

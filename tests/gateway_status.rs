@@ -139,6 +139,14 @@ async fn body_without_model_is_400_invalid_request() {
         v["error"]["message"].as_str().unwrap().contains("model"),
         "{v}"
     );
+    // An empty model name is no model either.
+    let body = json!({"model": "", "messages": [{"role": "user", "content": "hello"}]});
+    let resp = chat_req(&gw, &gw.keys[0])
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    refused(resp, 400, "invalid_request").await;
     assert_eq!((eu.count(), us.count()), (0, 0));
 }
 
@@ -690,6 +698,67 @@ async fn only_eligible_provider_hanging_past_its_timeout_is_504() {
         0,
         "a timeout must not fail over to an ineligible provider"
     );
+}
+
+/// A non-streamed answer whose body stalls past the provider's timeout has
+/// sent nothing to the client yet (cordon buffers it whole): a retryable
+/// timeout before the first byte, so the next eligible provider is tried.
+#[tokio::test]
+async fn a_body_stalling_past_the_timeout_fails_over_before_the_first_byte() {
+    let a = MockProvider::start("a").await;
+    let b = MockProvider::start("b").await;
+    let us = MockProvider::start("us").await;
+    // Headers and a first chunk at once, then nothing for 2 s.
+    a.set(Behaviour::Stream {
+        chunks: 2,
+        delay: Duration::from_secs(2),
+        prompt_tokens: 1,
+        completion_tokens: 1,
+    });
+    let gw = GatewayBuilder::new()
+        .provider("a", &a, GPT, EU_TERMS)
+        .provider_extra("timeout_ms = 300")
+        .provider("us-host", &us, GPT, US_TERMS)
+        .provider("b", &b, GPT, EU_TERMS)
+        .tenant("acme", EU_ONLY)
+        .key("acme", None)
+        .start()
+        .await;
+    let started = Instant::now();
+    let resp = send_chat(&gw, &gw.keys[0], "gpt-4o").await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(1_900),
+        "waited for the stalled body"
+    );
+    assert_eq!(status, 200, "expected failover to b, got: {text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "hello from b");
+    assert_eq!((a.count(), b.count(), us.count()), (1, 1, 0));
+}
+
+/// A provider whose credential variable is unset is never sent a request
+/// (without its credential); the next eligible provider serves.
+#[tokio::test]
+async fn a_provider_without_its_credential_is_skipped() {
+    let (gw, a, b, us) = {
+        let a = MockProvider::start("a").await;
+        let b = MockProvider::start("b").await;
+        let us = MockProvider::start("us").await;
+        let gw = GatewayBuilder::new()
+            .provider("a", &a, GPT, EU_TERMS)
+            .provider_extra(r#"auth = { env = "CORDON_TEST_UNSET_A_KEY" }"#)
+            .provider("us-host", &us, GPT, US_TERMS)
+            .provider("b", &b, GPT, EU_TERMS)
+            .tenant("acme", EU_ONLY)
+            .key("acme", None)
+            .start()
+            .await;
+        (gw, a, b, us)
+    };
+    served_by(send_chat(&gw, &gw.keys[0], "gpt-4o").await, "b").await;
+    assert_eq!((a.count(), b.count(), us.count()), (0, 1, 0));
 }
 
 #[tokio::test]

@@ -1,14 +1,14 @@
 //! `cordon demo`: start the demo gateway (see [`crate::demo`]), print the keys
 //! and commands to try, and serve until SIGINT or SIGTERM.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 
 use crate::demo::{self, Demo};
 
 pub fn run(listen: SocketAddr, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<ExitCode> {
-    init_tracing();
+    super::serve::init_tracing(super::serve::LogFormat::Text);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -35,7 +35,7 @@ pub fn run(listen: SocketAddr, out: &mut dyn Write, err: &mut dyn Write) -> io::
         };
         banner(&demo, out)?;
         out.flush()?;
-        wait_for_signal().await;
+        super::serve::wait_for_signal().await;
         writeln!(out, "stopping the demo; deleting {}", demo.dir.display())?;
         demo.shutdown().await;
         Ok(ExitCode::SUCCESS)
@@ -161,38 +161,4 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
         }
         _ => addr,
     }
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
-/// Logs (one line per request: tenant, model, provider; never a body) go to
-/// stderr; level from `RUST_LOG` (default `info`).
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
-        .try_init();
 }

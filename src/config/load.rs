@@ -90,13 +90,15 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigErrors> {
         server,
         tls,
         store_url,
+        usage_spool,
         limits_backend,
         regions,
         providers,
         upstreams,
         ..
     } = gateway;
-    let (Some(server), Some(store_url), Some(limits_backend)) = (server, store_url, limits_backend)
+    let (Some(server), Some(store_url), Some(limits_backend), Some(usage_spool)) =
+        (server, store_url, limits_backend, usage_spool)
     else {
         // Unreachable in practice: each `None` came with an error above.
         return Err(ConfigErrors(vec![ConfigError {
@@ -112,6 +114,7 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigErrors> {
         server,
         tls,
         store_url,
+        usage_spool,
         limits_backend,
         upstreams,
         table: Arc::new(table),
@@ -155,6 +158,7 @@ struct Gateway {
     server: Option<Server>,
     tls: Option<Tls>,
     store_url: Option<Secret<String>>,
+    usage_spool: Option<PathBuf>,
     limits_backend: Option<LimitsBackend>,
     policies_dir: Option<PathBuf>,
     regions: Regions,
@@ -238,6 +242,11 @@ impl Gateway {
         }
         .map(Secret::new);
 
+        let usage_spool = match gw.store.as_ref().and_then(|s| s.spool.as_ref()) {
+            Some(p) => text(p, "store.spool", r).map(|p| base.join(p)),
+            None => Some(base.join("cordon-usage.spool")),
+        };
+
         let limits_backend = match &gw.limits {
             None => Some(LimitsBackend::Local),
             Some(l) => text(&l.backend, "limits.backend", r).and_then(|b| {
@@ -290,6 +299,7 @@ impl Gateway {
             server,
             tls,
             store_url,
+            usage_spool,
             limits_backend,
             policies_dir,
             regions,

@@ -29,6 +29,9 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// May hold a password, hence secret.
     pub store_url: Secret<String>,
+    /// The usage spool file (`[store] spool`, default `cordon-usage.spool`
+    /// beside the gateway file).
+    pub usage_spool: PathBuf,
     pub limits_backend: LimitsBackend,
     /// How to reach each provider, in the gateway file's order.
     pub upstreams: Vec<Upstream>,

@@ -43,6 +43,8 @@ pub struct Tls {
 #[serde(deny_unknown_fields)]
 pub struct Store {
     pub url: S,
+    /// Where usage records wait while the store is unavailable.
+    pub spool: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -20,14 +20,11 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
         return text(StatusCode::NOT_FOUND, "not found\n", "text/plain");
     }
     match path {
-        "/metrics" => {
-            state.metrics.usage_spool_depth.set(state.usage.depth());
-            text(
-                StatusCode::OK,
-                state.metrics.encode(),
-                "text/plain; version=0.0.4; charset=utf-8",
-            )
-        }
+        "/metrics" => text(
+            StatusCode::OK,
+            state.metrics.encode(),
+            "text/plain; version=0.0.4; charset=utf-8",
+        ),
         "/healthz" => text(StatusCode::OK, "ok\n", "text/plain"),
         _ => {
             // Ready: configuration loaded (always, once serving) and the store answers.

@@ -278,6 +278,14 @@ async fn proxy(
         let Some(up) = snap.upstreams.get(idx) else {
             continue;
         };
+        if up.unavailable.is_some() {
+            // Never contacted: not an attempt (e.g. its credential is not set).
+            last_error = Some(GatewayError::new(
+                ErrorKind::UpstreamError,
+                format!("provider `{}` is not configured for use", up.id),
+            ));
+            continue;
+        }
         ex.provider = Some((idx, up.id.to_string()));
         ex.provider_api = Some(match up.api {
             Api::OpenAi => "openai",
@@ -297,31 +305,38 @@ async fn proxy(
         }
         let forward = Bytes::from(parsed.forward_body(&upstream_model));
         let sent_at = Instant::now();
-        let result = up.send(endpoint, forward, stream, &ex.request_id).await;
+        let answer = match up.send(endpoint, forward, stream, &ex.request_id).await {
+            Ok(resp) if is_retryable(resp.status()) => Ok(Answer::Retry(resp.status())),
+            Ok(resp) if stream && resp.status().is_success() => Ok(Answer::Stream(resp)),
+            // Not streamed: the whole body is read here, within the provider's
+            // timeout, so a stall is still a failure before the first byte.
+            Ok(resp) => read_whole(resp, sent_at + up.timeout).await,
+            Err(e) => Err(e),
+        };
         let more = n + 1 < candidates.len() && failover;
-        let retryable = match result {
-            Ok(resp) if resp.status().is_success() => {
+        let retryable = match answer {
+            Ok(Answer::Stream(resp)) => {
                 snap.health.record_success(idx);
-                return if stream {
-                    Ok(relay_stream(ex, resp, sent_at, !parsed.client_wants_usage))
-                } else {
-                    relay_body(ex, resp, sent_at).await
-                };
+                return Ok(relay_stream(ex, resp, sent_at, !parsed.client_wants_usage));
             }
-            Ok(resp) if is_retryable(resp.status()) => {
+            Ok(Answer::Whole {
+                status,
+                content_type,
+                body,
+            }) => {
+                // A success, or the provider refusing the request itself (e.g.
+                // 400): its answer is the client's; no other provider would differ.
+                snap.health.record_success(idx);
                 ex.upstream_time += sent_at.elapsed();
-                let status = resp.status();
+                return Ok(respond_whole(ex, status, content_type, body));
+            }
+            Ok(Answer::Retry(status)) => {
+                ex.upstream_time += sent_at.elapsed();
                 last_error = Some(GatewayError::new(
                     ErrorKind::UpstreamError,
                     format!("provider `{}` answered {status}", up.id),
                 ));
                 true
-            }
-            Ok(resp) => {
-                // The provider refused the request itself (e.g. 400): its
-                // answer is the client's answer; no other provider would differ.
-                snap.health.record_success(idx);
-                return relay_body(ex, resp, sent_at).await;
             }
             Err(AttemptError::Timeout) => {
                 ex.upstream_time += sent_at.elapsed();
@@ -423,38 +438,56 @@ fn still_eligible(
     }
 }
 
-/// A non-streamed response: read whole (bounded), take usage, pass on.
-async fn relay_body(
-    ex: &mut Exchange,
-    resp: reqwest::Response,
-    sent_at: Instant,
-) -> Result<Response<Body>, GatewayError> {
+/// What one attempt got back.
+enum Answer {
+    /// A whole, non-streamed body (a success or a non-retryable refusal).
+    Whole {
+        status: StatusCode,
+        content_type: Option<HeaderValue>,
+        body: Bytes,
+    },
+    /// A successful stream, to relay as it arrives.
+    Stream(reqwest::Response),
+    /// A retryable status (429, 5xx).
+    Retry(StatusCode),
+}
+
+/// Reads a non-streamed response whole (bounded in size), by `deadline`.
+async fn read_whole(
+    mut resp: reqwest::Response,
+    deadline: Instant,
+) -> Result<Answer, AttemptError> {
     let status = resp.status();
     let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
     let mut body = Vec::new();
-    let mut resp = resp;
+    let deadline = tokio::time::Instant::from_std(deadline);
     loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
+        match tokio::time::timeout_at(deadline, resp.chunk()).await {
+            Err(_) => return Err(AttemptError::Timeout),
+            Ok(Err(_)) => return Err(AttemptError::Connect),
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(c))) => {
                 if body.len() + c.len() > MAX_UPSTREAM_BODY {
-                    return Err(GatewayError::new(
-                        ErrorKind::UpstreamError,
-                        "provider response too large",
-                    ));
+                    return Err(AttemptError::Connect);
                 }
                 body.extend_from_slice(&c);
             }
-            Ok(None) => break,
-            Err(_) => {
-                ex.upstream_time += sent_at.elapsed();
-                return Err(GatewayError::new(
-                    ErrorKind::UpstreamError,
-                    "provider response broke off",
-                ));
-            }
         }
     }
-    ex.upstream_time += sent_at.elapsed();
+    Ok(Answer::Whole {
+        status,
+        content_type,
+        body: Bytes::from(body),
+    })
+}
+
+/// Passes a whole response on, with usage taken from it.
+fn respond_whole(
+    ex: &mut Exchange,
+    status: StatusCode,
+    content_type: Option<HeaderValue>,
+    body: Bytes,
+) -> Response<Body> {
     let tokens = if status.is_success() {
         sse::openai_body_tokens(&body)
     } else {
@@ -469,7 +502,7 @@ async fn relay_body(
         ex.common_headers(h);
     }
     let response = builder
-        .body(full(Bytes::from(body)))
+        .body(full(body))
         .unwrap_or_else(|_| Response::new(full(Bytes::new())));
     ex.finish_ref(Outcome {
         status,
@@ -481,7 +514,7 @@ async fn relay_body(
             "upstream_error"
         },
     });
-    Ok(response)
+    response
 }
 
 /// A streamed response: relayed event by event; `finish` runs when it ends.

@@ -112,7 +112,15 @@ impl Running {
         }
         let metrics = Metrics::new();
         set_attestation_gauges(&metrics, &snapshot.config);
-        let (usage, writer) = usage::channel(store.clone(), metrics.clone());
+        let spool = usage::Spool::open(&snapshot.config.usage_spool)
+            .map_err(|e| format!("usage spool {}: {e}", snapshot.config.usage_spool.display()))?;
+        if spool.pending() > 0 {
+            tracing::info!(
+                records = spool.pending(),
+                "replaying usage records spooled by an earlier run"
+            );
+        }
+        let (usage, writer) = usage::channel(store.clone(), metrics.clone(), spool);
         let state = Arc::new(State {
             snapshot: ArcSwap::from_pointee(snapshot),
             keys: KeyCache::new(),

@@ -1,9 +1,14 @@
 //! Usage records: one per request, handed to a background writer that stores
-//! them in batches. The request path only pushes onto a channel: a slow or
-//! unavailable store delays records (kept in memory, in order, and retried),
-//! it never blocks a request or drops a record.
+//! them in batches. The request path only pushes onto a channel and never
+//! waits. When the store fails, records go to a local spool file (in order,
+//! fsynced) and are replayed from it, before any newer record, once the store
+//! answers again, also after a restart: a slow or unavailable store delays
+//! records, it does not drop them (SPEC invariant 5). Records still in memory
+//! when the process is killed outright (at most one batch window, ~50 ms of
+//! traffic) are the one loss this design accepts.
 
 mod record;
+mod spool;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -13,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub use record::UsageRecord;
+pub use spool::Spool;
 
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -37,10 +43,12 @@ pub struct Writer {
     depth: Arc<AtomicI64>,
     store: Store,
     metrics: Metrics,
+    spool: Spool,
 }
 
-/// Creates a sink and its writer.
-pub fn channel(store: Store, metrics: Metrics) -> (UsageSink, Writer) {
+/// Creates a sink and its writer. Records left in `spool` by an earlier run
+/// are stored first.
+pub fn channel(store: Store, metrics: Metrics, spool: Spool) -> (UsageSink, Writer) {
     let (tx, rx) = mpsc::unbounded_channel();
     let depth = Arc::new(AtomicI64::new(0));
     (
@@ -53,6 +61,7 @@ pub fn channel(store: Store, metrics: Metrics) -> (UsageSink, Writer) {
             depth,
             store,
             metrics,
+            spool,
         },
     )
 }
@@ -68,20 +77,21 @@ impl UsageSink {
         }
     }
 
-    /// Records queued and not yet stored.
+    /// Records queued in memory and not yet stored or spooled.
     pub fn depth(&self) -> i64 {
         self.depth.load(Ordering::Relaxed)
     }
 }
 
 impl Writer {
-    /// Stores records until every sink is dropped and the queue is empty.
+    /// Stores records until every sink is dropped and nothing is left in memory.
     pub async fn run(mut self) {
         let mut pending: VecDeque<UsageRecord> = VecDeque::new();
         let mut backoff = Duration::from_millis(100);
         let mut open = true;
         loop {
-            if pending.is_empty() {
+            self.publish_depth(&pending);
+            if pending.is_empty() && self.spool.pending() == 0 {
                 if !open {
                     return;
                 }
@@ -92,16 +102,25 @@ impl Writer {
                 // Let a batch gather.
                 tokio::time::sleep(LINGER).await;
             }
-            while pending.len() < BATCH * 4 {
-                match self.rx.try_recv() {
-                    Ok(r) => pending.push_back(r),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        open = false;
-                        break;
-                    }
+            open &= self.drain_channel(&mut pending);
+
+            if self.spool.pending() > 0 {
+                // Older records wait in the spool: newer ones queue behind them.
+                if !pending.is_empty() {
+                    self.spool_all(&mut pending);
                 }
+                if !self.replay_one_batch().await {
+                    if !open {
+                        return; // stopping while the store is down: the spool keeps them
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                } else {
+                    backoff = Duration::from_millis(100);
+                }
+                continue;
             }
+
             let n = pending.len().min(BATCH);
             let batch: Vec<UsageRecord> = pending.range(..n).cloned().collect();
             match self.store.insert_usage(&batch).await {
@@ -111,14 +130,78 @@ impl Writer {
                     backoff = Duration::from_millis(100);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, queued = pending.len(), "usage store write failed; will retry");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tracing::warn!(error = %e, queued = pending.len(), "usage store write failed; spooling to disk");
+                    self.spool_all(&mut pending);
+                    if open {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
                 }
             }
-            self.metrics
-                .usage_spool_depth
-                .set(self.depth.load(Ordering::Relaxed));
         }
+    }
+
+    /// Moves what the channel holds into `pending`; false once it is closed.
+    fn drain_channel(&mut self, pending: &mut VecDeque<UsageRecord>) -> bool {
+        loop {
+            match self.rx.try_recv() {
+                Ok(r) => pending.push_back(r),
+                Err(mpsc::error::TryRecvError::Empty) => return true,
+                Err(mpsc::error::TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn spool_all(&mut self, pending: &mut VecDeque<UsageRecord>) {
+        let records: Vec<UsageRecord> = pending.drain(..).collect();
+        let n = records.len() as i64;
+        // A few small fsynced writes, only while the store is failing.
+        match self.spool.append(&records) {
+            Ok(0) => {}
+            Ok(refused) => {
+                tracing::error!(refused, "usage spool is full; records refused");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write the usage spool; keeping records in memory");
+                pending.extend(records);
+                return;
+            }
+        }
+        self.depth.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Stores one batch from the spool; false when the store refused it.
+    async fn replay_one_batch(&mut self) -> bool {
+        let (batch, next) = match self.spool.read_batch(BATCH) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the usage spool");
+                return false;
+            }
+        };
+        if batch.is_empty() {
+            let _ = self.spool.commit(next, 0);
+            return true;
+        }
+        match self.store.insert_usage(&batch).await {
+            Ok(()) => {
+                if let Err(e) = self.spool.commit(next, batch.len() as u64) {
+                    tracing::error!(error = %e, "cannot record usage spool progress");
+                }
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "usage store still failing; spool kept");
+                false
+            }
+        }
+    }
+
+    fn publish_depth(&self, pending: &VecDeque<UsageRecord>) {
+        let spooled = i64::try_from(self.spool.pending()).unwrap_or(i64::MAX);
+        let _ = pending;
+        self.metrics
+            .usage_spool_depth
+            .set(self.depth.load(Ordering::Relaxed) + spooled);
     }
 }

@@ -75,6 +75,7 @@ pub struct Gateway {
     pub key_ids: Vec<String>,
     pub log: PathBuf,
     pub db: PathBuf,
+    env: HashMap<String, String>,
     child: Child,
 }
 
@@ -202,53 +203,87 @@ impl GatewayBuilder {
         }
         store.close().await;
 
-        let log = dir.path().join("cordon.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cordon"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "trace")
-            .envs(&self.env)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let (mut addr, mut admin) = (None, None);
-        let read = async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(a) = line.strip_prefix("cordon listening on ") {
-                    addr = Some(a.parse().unwrap());
-                } else if let Some(a) = line.strip_prefix("cordon admin listening on ") {
-                    admin = Some(a.parse().unwrap());
-                }
-                if addr.is_some() && admin.is_some() {
-                    break;
-                }
+        spawn(dir, self.env, keys, key_ids).await
+    }
+}
+
+/// A stopped gateway whose files are kept.
+pub struct Stopped {
+    pub dir: tempfile::TempDir,
+    env: HashMap<String, String>,
+    keys: Vec<String>,
+    key_ids: Vec<String>,
+}
+
+impl Stopped {
+    /// Starts `cordon serve` again on the same configuration, store and spool.
+    pub async fn start(self) -> Gateway {
+        spawn(self.dir, self.env, self.keys, self.key_ids).await
+    }
+}
+
+/// Starts `cordon serve` on the configuration in `dir` and waits for its
+/// listen lines. The log file is appended to, so a restart keeps both runs.
+async fn spawn(
+    dir: tempfile::TempDir,
+    env: HashMap<String, String>,
+    keys: Vec<String>,
+    key_ids: Vec<String>,
+) -> Gateway {
+    let config = dir.path().join("cordon.toml");
+    let db = dir.path().join("cordon.db");
+    let log = dir.path().join("cordon.log");
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "trace")
+        .envs(&env)
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut addr, mut admin) = (None, None);
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(a) = line.strip_prefix("cordon listening on ") {
+                addr = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("cordon admin listening on ") {
+                admin = Some(a.parse().unwrap());
             }
-        };
-        if tokio::time::timeout(Duration::from_secs(30), read)
-            .await
-            .is_err()
-            || addr.is_none()
-        {
-            let logs = std::fs::read_to_string(&log).unwrap_or_default();
-            panic!("cordon did not start:\n{logs}");
+            if addr.is_some() && admin.is_some() {
+                break;
+            }
         }
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Gateway {
-            addr: addr.unwrap(),
-            admin: admin.unwrap(),
-            dir,
-            keys,
-            key_ids,
-            log,
-            db,
-            child,
-        }
+    };
+    if tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .is_err()
+        || addr.is_none()
+    {
+        let logs = std::fs::read_to_string(&log).unwrap_or_default();
+        panic!("cordon did not start:\n{logs}");
+    }
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Gateway {
+        addr: addr.unwrap(),
+        admin: admin.unwrap(),
+        dir,
+        keys,
+        key_ids,
+        log,
+        db,
+        env,
+        child,
     }
 }
 
@@ -275,6 +310,18 @@ impl Gateway {
         }
         let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
         self.dir
+    }
+
+    /// Stops the server (SIGTERM), keeping its files, to start it again later.
+    pub async fn stop_for_restart(self) -> Stopped {
+        let (env, keys, key_ids) = (self.env.clone(), self.keys.clone(), self.key_ids.clone());
+        let dir = self.stop().await;
+        Stopped {
+            dir,
+            env,
+            keys,
+            key_ids,
+        }
     }
 
     pub async fn store(&self) -> Store {
