@@ -67,6 +67,7 @@ pub enum Behaviour {
 pub struct MockProvider {
     pub addr: SocketAddr,
     pub name: String,
+    tls: bool,
     received: Arc<Mutex<Vec<Received>>>,
     behaviour: Arc<Mutex<Behaviour>>,
     /// Sends a signal when the stream's last chunk is about to be written.
@@ -83,11 +84,40 @@ pub type MockBody = BoxBody<Bytes, Infallible>;
 impl MockProvider {
     /// Starts a mock on 127.0.0.1:0 that answers `Behaviour::Ok`.
     pub async fn start(name: &str) -> MockProvider {
+        Self::start_inner(name, None).await
+    }
+
+    /// Starts a mock speaking HTTPS for `localhost`, with a certificate from a
+    /// private CA made for it; returns the CA's certificate (PEM).
+    pub async fn start_tls(name: &str) -> (MockProvider, String) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca =
+            rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca)
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone()], key)
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        (Self::start_inner(name, Some(acceptor)).await, ca.pem())
+    }
+
+    async fn start_inner(name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> MockProvider {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mock = MockProvider {
             addr,
             name: name.to_owned(),
+            tls: tls.is_some(),
             received: Arc::default(),
             behaviour: Arc::new(Mutex::new(Behaviour::Ok {
                 prompt_tokens: 12,
@@ -104,14 +134,23 @@ impl MockProvider {
                     return;
                 };
                 let m = m.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let m = m.clone();
                         async move { Ok::<_, Infallible>(m.answer(req).await) }
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        Some(acceptor) => {
+                            if let Ok(s) = acceptor.accept(stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(s), svc).await;
+                            }
+                        }
+                    }
                 });
             }
         });
@@ -119,7 +158,11 @@ impl MockProvider {
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        if self.tls {
+            format!("https://localhost:{}/v1", self.addr.port())
+        } else {
+            format!("http://{}/v1", self.addr)
+        }
     }
 
     pub fn set(&self, b: Behaviour) {

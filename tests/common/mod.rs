@@ -65,6 +65,7 @@ pub struct GatewayBuilder {
     keys: Vec<(String, Option<String>, Option<i64>)>,
     env: HashMap<String, String>,
     server_extra: String,
+    serve_args: Vec<String>,
 }
 
 pub struct Gateway {
@@ -76,6 +77,7 @@ pub struct Gateway {
     pub log: PathBuf,
     pub db: PathBuf,
     env: HashMap<String, String>,
+    args: Vec<String>,
     child: Child,
 }
 
@@ -146,6 +148,12 @@ impl GatewayBuilder {
         self
     }
 
+    /// Extra arguments to `cordon serve`.
+    pub fn serve_arg(mut self, arg: &str) -> Self {
+        self.serve_args.push(arg.to_owned());
+        self
+    }
+
     pub fn server_extra(mut self, lines: &str) -> Self {
         self.server_extra.push_str(lines);
         self.server_extra.push('\n');
@@ -203,7 +211,7 @@ impl GatewayBuilder {
         }
         store.close().await;
 
-        spawn(dir, self.env, keys, key_ids).await
+        spawn(dir, self.env, self.serve_args, keys, key_ids).await
     }
 }
 
@@ -211,6 +219,7 @@ impl GatewayBuilder {
 pub struct Stopped {
     pub dir: tempfile::TempDir,
     env: HashMap<String, String>,
+    args: Vec<String>,
     keys: Vec<String>,
     key_ids: Vec<String>,
 }
@@ -218,7 +227,7 @@ pub struct Stopped {
 impl Stopped {
     /// Starts `cordon serve` again on the same configuration, store and spool.
     pub async fn start(self) -> Gateway {
-        spawn(self.dir, self.env, self.keys, self.key_ids).await
+        spawn(self.dir, self.env, self.args, self.keys, self.key_ids).await
     }
 }
 
@@ -227,6 +236,7 @@ impl Stopped {
 async fn spawn(
     dir: tempfile::TempDir,
     env: HashMap<String, String>,
+    args: Vec<String>,
     keys: Vec<String>,
     key_ids: Vec<String>,
 ) -> Gateway {
@@ -242,6 +252,7 @@ async fn spawn(
         .arg("serve")
         .arg("--config")
         .arg(&config)
+        .args(&args)
         .env("RUST_LOG", "trace")
         .envs(&env)
         .stdout(Stdio::piped())
@@ -283,6 +294,7 @@ async fn spawn(
         log,
         db,
         env,
+        args,
         child,
     }
 }
@@ -314,11 +326,13 @@ impl Gateway {
 
     /// Stops the server (SIGTERM), keeping its files, to start it again later.
     pub async fn stop_for_restart(self) -> Stopped {
-        let (env, keys, key_ids) = (self.env.clone(), self.keys.clone(), self.key_ids.clone());
+        let (env, args) = (self.env.clone(), self.args.clone());
+        let (keys, key_ids) = (self.keys.clone(), self.key_ids.clone());
         let dir = self.stop().await;
         Stopped {
             dir,
             env,
+            args,
             keys,
             key_ids,
         }
