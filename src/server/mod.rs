@@ -5,6 +5,7 @@
 
 mod admin;
 mod exchange;
+pub mod reload;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -100,6 +101,7 @@ impl Running {
             .await
             .map_err(|e| format!("store: {e}"))?;
 
+        let config_path = config.file.clone();
         let listen = config.server.listen;
         let admin_listen = config.server.admin_listen;
         let tls = match &config.tls {
@@ -147,6 +149,7 @@ impl Running {
         let mut tasks = JoinSet::new();
         tasks.spawn(writer.run());
         tasks.spawn(key_refresher(state.clone(), rx.clone()));
+        tasks.spawn(reload::run(state.clone(), config_path, rx.clone()));
         let s = state.clone();
         tasks.spawn(accept_loop(listener, tls, rx.clone(), move |req| {
             exchange::handle(s.clone(), req)
@@ -278,7 +281,7 @@ async fn refresh_keys(state: &State, previous_start: Option<i64>) -> Result<(), 
 
 /// The earliest date after which each provider's terms stop counting
 /// (certification expiry or review date), as a Unix timestamp gauge.
-fn set_attestation_gauges(metrics: &Metrics, config: &Config) {
+pub(crate) fn set_attestation_gauges(metrics: &Metrics, config: &Config) {
     for p in config.table.providers() {
         let dates = p
             .terms

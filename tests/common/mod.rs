@@ -308,6 +308,16 @@ impl Gateway {
         format!("http://{}{path}", self.admin)
     }
 
+    /// Sends a signal (e.g. `HUP`) to the server process.
+    pub fn signal(&self, name: &str) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -1,0 +1,114 @@
+//! Configuration reload: on SIGHUP, and whenever the gateway file or a policy
+//! file changes (checked every [`WATCH_EVERY`]). The new configuration is
+//! loaded and validated whole; if anything is wrong it is rejected, the errors
+//! are logged (file, line, key; never values) and counted, and the previous
+//! configuration stays in force. Requests in flight keep the snapshot they
+//! started with; each attempt re-checks eligibility against the new one.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use super::{Snapshot, State, set_attestation_gauges};
+use crate::config::{self, ProcessEnv};
+
+/// How often the files are checked for changes.
+pub const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// Watches `config_path` and its policies directory until shutdown.
+pub async fn run(state: Arc<State>, config_path: PathBuf, mut shutdown: watch::Receiver<bool>) {
+    let policies_dir = state.snapshot.load().config.server.policies_dir.clone();
+    let mut seen = fingerprint(&config_path, &policies_dir);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let signalled = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let signalled = std::future::pending::<()>();
+        let forced = tokio::select! {
+            _ = tokio::time::sleep(WATCH_EVERY) => false,
+            _ = signalled => true,
+            _ = shutdown.changed() => return,
+        };
+        let now = fingerprint(&config_path, &policies_dir);
+        if !forced && now == seen {
+            continue;
+        }
+        seen = now;
+        reload(&state, &config_path);
+    }
+}
+
+/// Loads, validates and swaps in the configuration at `path`; false when it
+/// was rejected (the previous one stays).
+pub fn reload(state: &State, path: &Path) -> bool {
+    let result = config::load(path, &ProcessEnv)
+        .map_err(|errors| errors.0.iter().map(ToString::to_string).collect::<Vec<_>>())
+        .and_then(|cfg| Snapshot::build(cfg, &ProcessEnv).map_err(|e| vec![e]));
+    match result {
+        Ok((snapshot, warnings)) => {
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            set_attestation_gauges(&state.metrics, &snapshot.config);
+            let files: Vec<String> = snapshot
+                .config
+                .policy_files
+                .iter()
+                .map(|f| format!("{}={}", f.path.display(), &hex::encode(f.sha256)[..12]))
+                .collect();
+            state.snapshot.store(Arc::new(snapshot));
+            state
+                .metrics
+                .config_reloads
+                .with_label_values(&["success"])
+                .inc();
+            tracing::info!(policy_files = %files.join(" "), "configuration reloaded");
+            true
+        }
+        Err(errors) => {
+            state
+                .metrics
+                .config_reloads
+                .with_label_values(&["failure"])
+                .inc();
+            for e in &errors {
+                tracing::error!(error = %e, "configuration change rejected");
+            }
+            tracing::error!(
+                errors = errors.len(),
+                "configuration change rejected; the previous configuration stays in force"
+            );
+            false
+        }
+    }
+}
+
+/// A hash of the gateway file and every file in the policies directory.
+fn fingerprint(config: &Path, policies: &Path) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let mut add = |p: &Path| {
+        h.update(p.as_os_str().as_encoded_bytes());
+        h.update(std::fs::read(p).unwrap_or_default());
+    };
+    add(config);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(policies)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    for f in &files {
+        add(f);
+    }
+    h.finalize().into()
+}
