@@ -207,3 +207,45 @@ async fn json_logs_carry_the_request_id_and_never_the_prompt() {
     assert!(found, "no JSON log line with the request id:\n{logs}");
     assert!(!logs.contains("json-log-canary-prompt"));
 }
+
+#[tokio::test]
+async fn the_client_api_speaks_https_when_tls_is_configured() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let eu = MockProvider::start("eu").await;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let gw = GatewayBuilder::new()
+        .provider("eu-host", &eu, r#""gpt-4o" = "gpt-4o""#, EU_TERMS)
+        .tenant("acme", EU_ONLY)
+        .key("acme", None)
+        .file("server.pem", cert.cert.pem())
+        .file("server.key", cert.signing_key.serialize_pem())
+        .gateway_tail("[tls]\ncert = \"server.pem\"\nkey = \"server.key\"")
+        .start()
+        .await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tls_certs_only(vec![
+            reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap(),
+        ])
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{}/v1/chat/completions", gw.addr.port());
+    let resp = client
+        .post(&url)
+        .bearer_auth(&gw.keys[0])
+        .body(chat("gpt-4o", "hi").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2, "ALPN offers h2");
+    // Plain HTTP on the TLS port is not served.
+    let plain = common::http()
+        .post(format!("http://{}/v1/chat/completions", gw.addr))
+        .bearer_auth(&gw.keys[0])
+        .body(chat("gpt-4o", "hi").to_string())
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    assert_eq!(eu.count(), 1);
+}

@@ -2025,13 +2025,14 @@ fn is_subsequence(small: &[String], big: &[String]) -> bool {
 // Properties
 // ============================================================================
 
-/// Cases per property. Each case compiles two tables and makes eight lookups.
+/// Cases per property. Each case compiles up to two tables and makes up to
+/// eight lookups.
 const CASES: u32 = 512;
 /// Cases for the `explain` property, which evaluates every rule of every
-/// provider eight times per case: the engine's `Country::in_eea` rebuilds the
-/// EEA set from strings on each call, which makes this property alone take
-/// about 17 s at 512 cases in a debug build (about 1 s once that set is
-/// built once).
+/// provider up to eight times per case. Fewer, to keep this file near 10 s in
+/// a debug build: `Country::in_eea`, called by every data-rule check, rebuilds
+/// the EEA set from strings on each call and dominates the run time. Once it
+/// does not, use `CASES` here too.
 const EXPLAIN_CASES: u32 = 128;
 
 fn config(cases: u32) -> ProptestConfig {
@@ -2098,7 +2099,11 @@ proptest! {
         for q in s.queries() {
             outcomes[query_index(q)] = Some(engine.decide(&s, q));
         }
-        let outcome_of = |q: Query| outcomes[query_index(s.canonical(q))].clone().expect("every canonical query is decided");
+        let outcome_of = |q: Query| {
+            outcomes[query_index(s.canonical(q))]
+                .clone()
+                .expect("every canonical query is decided")
+        };
         for q in s.queries() {
             let narrow = &outcome_of(q);
             let wider = [
@@ -2115,7 +2120,6 @@ proptest! {
             }
         }
     }
-
 }
 
 proptest! {

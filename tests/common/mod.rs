@@ -65,6 +65,8 @@ pub struct GatewayBuilder {
     keys: Vec<(String, Option<String>, Option<i64>)>,
     env: HashMap<String, String>,
     server_extra: String,
+    gateway_tail: String,
+    files: Vec<(String, Vec<u8>)>,
     serve_args: Vec<String>,
 }
 
@@ -154,6 +156,19 @@ impl GatewayBuilder {
         self
     }
 
+    /// Tables appended to the gateway file (e.g. `[tls]`).
+    pub fn gateway_tail(mut self, toml: &str) -> Self {
+        self.gateway_tail.push_str(toml);
+        self.gateway_tail.push('\n');
+        self
+    }
+
+    /// A file written beside the gateway file before start.
+    pub fn file(mut self, name: &str, content: impl Into<Vec<u8>>) -> Self {
+        self.files.push((name.to_owned(), content.into()));
+        self
+    }
+
     pub fn server_extra(mut self, lines: &str) -> Self {
         self.server_extra.push_str(lines);
         self.server_extra.push('\n');
@@ -172,6 +187,10 @@ impl GatewayBuilder {
                 "\n[[providers]]\nid = \"{}\"\napi = \"openai\"\nbase_url = \"{}\"\npriority = {}\nmodels = {{ {} }}\n{}\n[providers.data]\n{}\n",
                 p.id, p.base_url, p.priority, p.models, p.extra, p.data
             ));
+        }
+        gw.push_str(&self.gateway_tail);
+        for (name, content) in &self.files {
+            std::fs::write(dir.path().join(name), content).unwrap();
         }
         let config = dir.path().join("cordon.toml");
         std::fs::write(&config, gw).unwrap();
