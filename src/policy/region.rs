@@ -92,7 +92,8 @@ impl Country {
 
     /// Whether this country is in the European Economic Area.
     pub fn in_eea(self) -> bool {
-        eea().contains(self)
+        static EEA: std::sync::LazyLock<RegionSet> = std::sync::LazyLock::new(eea);
+        EEA.contains(self)
     }
 }
 

@@ -6,7 +6,9 @@ use std::fmt;
 
 use super::terms::{Certification, Date, Layer, LayerKind, Provider, Region, Rules};
 
-/// Every reason a provider can be ineligible, in the order they are reported.
+/// Every reason a provider can be ineligible. Reports list a provider's layer
+/// rules first (floor, tenant, project, request, each in this enum's order from
+/// `Excluded` on), then the date rules of its own terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Rule {
     StaleTerms,
@@ -156,7 +158,7 @@ pub fn data_failures(r: &Rules, p: &Provider, at: At) -> impl Iterator<Item = Ru
         (Some(Some(expiry)), At::Day(day)) => day <= *expiry,
         (Some(_), _) => true,
     };
-    let inside_eea = processing_known && t.processing.iter().all(|c| c.in_eea());
+    let inside_eea = || processing_known && t.processing.iter().all(|c| c.in_eea());
     let checks = [
         (
             Rule::ProcessingIn,
@@ -188,7 +190,7 @@ pub fn data_failures(r: &Rules, p: &Provider, at: At) -> impl Iterator<Item = Ru
             Rule::Transfer,
             r.transfer
                 .as_ref()
-                .is_none_or(|ok| inside_eea || t.transfer.is_some_and(|x| ok.contains(&x))),
+                .is_none_or(|ok| inside_eea() || t.transfer.is_some_and(|x| ok.contains(&x))),
         ),
     ];
     checks

@@ -2028,12 +2028,8 @@ fn is_subsequence(small: &[String], big: &[String]) -> bool {
 /// Cases per property. Each case compiles up to two tables and makes up to
 /// eight lookups.
 const CASES: u32 = 512;
-/// Cases for the `explain` property, which evaluates every rule of every
-/// provider up to eight times per case. Fewer, to keep this file near 10 s in
-/// a debug build: `Country::in_eea`, called by every data-rule check, rebuilds
-/// the EEA set from strings on each call and dominates the run time. Once it
-/// does not, use `CASES` here too.
-const EXPLAIN_CASES: u32 = 128;
+/// Cases for the `explain` property.
+const EXPLAIN_CASES: u32 = 512;
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
