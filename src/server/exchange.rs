@@ -90,27 +90,11 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
         return error_response(&e, ClientApi::OpenAi, &request_id, None, None);
     }
     state.metrics.in_flight.inc();
-    let mut ex = Exchange {
-        state: state.clone(),
-        started: Instant::now(),
-        time_ms: clock::now_ms(),
-        request_id: request_id.into(),
-        endpoint: match endpoint {
-            Endpoint::ChatCompletions => "chat.completions",
-            Endpoint::Embeddings => "embeddings",
-        },
-        principal: None,
-        model: None,
-        model_known: false,
-        provider: None,
-        upstream_model: None,
-        policy_version: None,
-        tried: Vec::new(),
-        upstream_time: Duration::ZERO,
-        streamed: false,
-        provider_api: None,
-        finished: false,
+    let endpoint_name = match endpoint {
+        Endpoint::ChatCompletions => "chat.completions",
+        Endpoint::Embeddings => "embeddings",
     };
+    let mut ex = Exchange::new(state.clone(), request_id.into(), endpoint_name);
     match proxy(&mut ex, endpoint, req).await {
         Ok(resp) => resp,
         Err(e) => {
@@ -592,6 +576,27 @@ fn models(state: &State, headers: &HeaderMap, request_id: &str) -> Response<Body
 // === impl Exchange ===
 
 impl Exchange {
+    fn new(state: Arc<State>, request_id: Arc<str>, endpoint: &'static str) -> Self {
+        Exchange {
+            state,
+            started: Instant::now(),
+            time_ms: clock::now_ms(),
+            request_id,
+            endpoint,
+            principal: None,
+            model: None,
+            model_known: false,
+            provider: None,
+            upstream_model: None,
+            policy_version: None,
+            tried: Vec::new(),
+            upstream_time: Duration::ZERO,
+            streamed: false,
+            provider_api: None,
+            finished: false,
+        }
+    }
+
     fn common_headers(&self, h: &mut HeaderMap) {
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
             h.insert("x-request-id", v);
@@ -615,24 +620,8 @@ impl Exchange {
     /// Moves the context out (for a stream's end callback), leaving a husk
     /// whose `finish` does nothing.
     fn take(&mut self) -> Exchange {
-        let husk = Exchange {
-            state: self.state.clone(),
-            started: self.started,
-            time_ms: self.time_ms,
-            request_id: self.request_id.clone(),
-            endpoint: self.endpoint,
-            principal: None,
-            model: None,
-            model_known: false,
-            provider: None,
-            upstream_model: None,
-            policy_version: None,
-            tried: Vec::new(),
-            upstream_time: Duration::ZERO,
-            streamed: false,
-            provider_api: None,
-            finished: true,
-        };
+        let mut husk = Exchange::new(self.state.clone(), self.request_id.clone(), self.endpoint);
+        husk.finished = true;
         std::mem::replace(self, husk)
     }
 
