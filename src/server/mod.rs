@@ -37,6 +37,9 @@ use crate::usage::{self, UsageSink};
 /// The response body type of both listeners.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
+/// How long a client may take to finish its TLS handshake or request headers.
+const HANDSHAKE: Duration = Duration::from_secs(30);
+
 /// How long shutdown waits for in-flight exchanges.
 const DRAIN: Duration = Duration::from_secs(30);
 
@@ -188,7 +191,13 @@ async fn accept_loop<F, Fut>(
     Fut: std::future::Future<Output = hyper::Response<Body>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that never finishes its headers (or its TLS handshake) must not
+    // hold a connection forever.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HANDSHAKE);
     loop {
         let (stream, _peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -220,7 +229,9 @@ async fn accept_loop<F, Fut>(
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let Ok(tls_stream) = acceptor.accept(stream).await else {
+                    let Ok(Ok(tls_stream)) =
+                        tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await
+                    else {
                         return;
                     };
                     let conn =
