@@ -1,4 +1,4 @@
-//! The policy engine stays pure: no I/O, no clock, no logging, no async
+//! The policy engine and the wire protocols stay pure: no I/O, no clock, no logging, no async
 //! runtime. This test reads its sources and fails on any of them, so the
 //! guarantee does not rest on review alone.
 
@@ -36,17 +36,21 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 #[test]
-fn policy_module_does_no_io_and_reads_no_clock() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/policy");
+fn policy_and_protocol_modules_do_no_io_and_read_no_clock() {
     let mut files = Vec::new();
-    rust_files(&dir, &mut files);
+    for module in ["src/policy", "src/protocol"] {
+        rust_files(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join(module),
+            &mut files,
+        );
+    }
     assert!(
-        files.len() >= 6,
-        "expected the policy sources, found {files:?}"
+        files.len() >= 9,
+        "expected the policy and protocol sources, found {files:?}"
     );
     let mut violations = Vec::new();
     for file in &files {
-        // The unit tests may use anything; they are not part of the engine.
+        // Unit tests may use anything; they are not part of the engine.
         if file.file_name().is_some_and(|n| n == "tests.rs") {
             continue;
         }

@@ -92,7 +92,7 @@ impl Table {
             Route::Candidates(c) => Decision::Route(Routes {
                 table: self,
                 candidates: c,
-                version: extra.map_or(scope.version, |e| scope.version.with(e)),
+                version: scope.version,
                 model,
                 today,
                 extra,
@@ -235,9 +235,10 @@ impl<'a> Routes<'a> {
             })
     }
 
-    /// The version of the effective policy that decided this route.
+    /// The version of the effective policy that decided this route (hashed
+    /// with the request layer, if any, on each call: ask once per request).
     pub fn version(&self) -> PolicyVersion {
-        self.version
+        self.extra.map_or(self.version, |e| self.version.with(e))
     }
 
     /// For a denial: each provider serving the model and the first rule it fails.

@@ -131,6 +131,12 @@ impl RegionSet {
         }
     }
 
+    /// The bitset's words (bit `i` of word `w` is country index `64 * w + i`,
+    /// index = 26 × first letter + second letter): a stable, compact form.
+    pub fn words(&self) -> &[u64; 11] {
+        &self.bits
+    }
+
     pub fn is_empty(&self) -> bool {
         self.bits.iter().all(|w| *w == 0)
     }

@@ -338,8 +338,11 @@ impl Layer {
         let mut out = format!("layer={};", self.kind.as_str());
         let region = |out: &mut String, name: &str, reg: &Option<Region>| {
             if let Some(reg) = reg {
-                let codes: Vec<String> = reg.set.iter().map(|c| c.to_string()).collect();
-                let _ = write!(out, "{name}={};", codes.join(","));
+                let _ = write!(out, "{name}=");
+                for w in reg.set.words() {
+                    let _ = write!(out, "{w:016x}");
+                }
+                out.push(';');
             }
         };
         region(&mut out, "processing_in", &r.processing_in);
