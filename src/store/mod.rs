@@ -259,10 +259,27 @@ impl Store {
                 .connect_with(options)
                 .await
         } else {
-            SqlitePoolOptions::new()
-                .acquire_timeout(acquire_timeout)
-                .connect_with(options.journal_mode(SqliteJournalMode::Wal))
-                .await
+            // Switching a new file to WAL takes a brief exclusive lock: several
+            // processes opening the same file at once can see "database is
+            // locked" here, so a few short retries (as for migrations).
+            let options = options.journal_mode(SqliteJournalMode::Wal);
+            let mut attempt = 1;
+            loop {
+                match SqlitePoolOptions::new()
+                    .acquire_timeout(acquire_timeout)
+                    .connect_with(options.clone())
+                    .await
+                {
+                    Err(sqlx::Error::Database(e))
+                        if attempt < SQLITE_MIGRATE_ATTEMPTS
+                            && e.code().is_some_and(|c| c == "5" || c == "6") =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                        attempt += 1;
+                    }
+                    other => break other,
+                }
+            }
         }
         .map_err(StoreError::db("connect"))?;
         Ok(Store {
