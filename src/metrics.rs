@@ -29,6 +29,9 @@ pub struct Metrics {
     pub time_to_first_token: HistogramVec,
     /// tenant, provider, model, direction ("prompt" | "completion").
     pub tokens: IntCounterVec,
+    /// client_api, provider_api ("openai" | "anthropic"; provider "none"
+    /// when no provider was contacted).
+    pub protocol_requests: IntCounterVec,
     /// tenant, rule.
     pub policy_denials: IntCounterVec,
     /// tenant, from (provider that failed).
@@ -67,6 +70,11 @@ impl Metrics {
                 "cordon_requests_total",
                 "Client requests by tenant, provider, model and HTTP status.",
                 &["tenant", "provider", "model", "status"],
+            ),
+            protocol_requests: counter(
+                "cordon_protocol_requests_total",
+                "Client requests by the protocol the client spoke and the provider's protocol.",
+                &["client_api", "provider_api"],
             ),
             request_duration: histogram(
                 "cordon_request_duration_seconds",

@@ -1,15 +1,15 @@
-//! Client compatibility: the official `openai` Python SDK against `cordon demo`
-//! (tests/sdk/test_openai_sdk.py, run with pytest).
+//! Client compatibility: the official `openai` and `anthropic` Python SDKs
+//! against `cordon demo` (tests/sdk/test_*_sdk.py, run with pytest).
 //!
 //! Python comes from `CORDON_PYTHON`, else `.venv/bin/python` when it exists,
-//! else `python3`. Without Python or its `openai` and `pytest` modules the test
+//! else `python3`. Without Python or its `openai`, `anthropic` and `pytest` modules the test
 //! is skipped with the reason printed, except under `CI=true`, where it fails.
 
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::Command;
 
-const SETUP: &str = "python3 -m venv .venv && .venv/bin/pip install openai pytest";
+const SETUP: &str = "python3 -m venv .venv && .venv/bin/pip install openai anthropic pytest";
 
 #[test]
 fn official_openai_python_sdk_works_against_cordon_demo() {
@@ -26,12 +26,12 @@ fn official_openai_python_sdk_works_against_cordon_demo() {
     let shown = Path::new(&python).display().to_string();
 
     let missing = match Command::new(&python)
-        .args(["-c", "import openai, pytest"])
+        .args(["-c", "import openai, anthropic, pytest"])
         .output()
     {
         Err(e) => Some(format!("cannot run `{shown}`: {e}")),
         Ok(o) if !o.status.success() => Some(format!(
-            "`{shown}` cannot import openai and pytest: {}",
+            "`{shown}` cannot import openai, anthropic and pytest: {}",
             String::from_utf8_lossy(&o.stderr)
                 .trim()
                 .lines()

@@ -41,21 +41,31 @@ pub const PROVIDERS: &[Profile] = &[
         id: "sim-fr",
         city: "Paris",
         terms: "processing FR, jurisdiction FR, signed DPA, zero retention, ISO 27001",
+        anthropic: false,
     },
     Profile {
         id: "sim-de-us-parent",
         city: "Frankfurt",
         terms: "processing DE, jurisdiction US (parent company), signed DPA, SCCs, zero retention",
+        anthropic: false,
     },
     Profile {
         id: "sim-us",
         city: "Virginia",
         terms: "processing US, jurisdiction US, Data Privacy Framework, 30-day retention",
+        anthropic: false,
     },
     Profile {
         id: "sim-cn",
         city: "Hangzhou",
         terms: "processing CN, jurisdiction CN, no DPA, trains on prompts",
+        anthropic: false,
+    },
+    Profile {
+        id: "sim-ie-anthropic",
+        city: "Dublin",
+        terms: "Anthropic protocol, processing IE, jurisdiction IE, signed DPA, zero retention",
+        anthropic: true,
     },
 ];
 

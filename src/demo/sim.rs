@@ -1,8 +1,10 @@
-//! A simulated OpenAI-compatible provider for `cordon demo`: a real HTTP
-//! server on 127.0.0.1:0 that runs no model. It answers chat completions
+//! A simulated provider for `cordon demo`: a real HTTP server on 127.0.0.1:0
+//! that runs no model. An OpenAI-protocol profile answers chat completions
 //! (plain or streamed, with a final usage chunk when
-//! `stream_options.include_usage` is set) and embeddings, with clearly
-//! labelled canned text and token counts estimated from word counts.
+//! `stream_options.include_usage` is set; a call of the first tool when the
+//! request offers tools) and embeddings; an Anthropic-protocol profile answers
+//! Messages (plain or streamed). Answers are clearly labelled canned text,
+//! with token counts estimated from word counts.
 //!
 //! It logs nothing and keeps nothing: each body is read, counted, and dropped
 //! when the answer is built.
@@ -43,6 +45,8 @@ pub struct Profile {
     pub city: &'static str,
     /// Its data terms in a few words, repeated in its answers.
     pub terms: &'static str,
+    /// Speaks the Anthropic Messages protocol instead of OpenAI's.
+    pub anthropic: bool,
 }
 
 /// A running simulated provider; stops when dropped.
@@ -106,8 +110,9 @@ async fn handle(profile: &Profile, req: Request<Incoming>) -> Response<SimBody> 
         return error(StatusCode::BAD_REQUEST, "the request body is not JSON");
     };
     match path.as_str() {
-        "/v1/chat/completions" => chat(profile, &request),
-        "/v1/embeddings" => embeddings(&request),
+        "/v1/messages" if profile.anthropic => messages(profile, &request),
+        "/v1/chat/completions" if !profile.anthropic => chat(profile, &request),
+        "/v1/embeddings" if !profile.anthropic => embeddings(&request),
         _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
     }
 }
@@ -139,7 +144,32 @@ fn chat(profile: &Profile, request: &Value) -> Response<SimBody> {
     });
     let id = format!("chatcmpl-sim-{}", hex::encode(rand::random::<[u8; 8]>()));
     let created = clock::now_ms() / 1000;
+    // Offered tools (and not told not to use them): call the first one.
+    let tool = request["tools"][0]["function"]["name"]
+        .as_str()
+        .filter(|_| request["tool_choice"] != "none");
+    let call_id = format!("call_sim{}", hex::encode(rand::random::<[u8; 6]>()));
 
+    if let Some(name) = tool
+        && request["stream"].as_bool() != Some(true)
+    {
+        return json_response(json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": null, "refusal": null, "tool_calls": [{
+                    "id": call_id, "type": "function",
+                    "function": {"name": name, "arguments": TOOL_ARGS.concat()},
+                }]},
+                "logprobs": null,
+                "finish_reason": "tool_calls",
+            }],
+            "usage": usage,
+        }));
+    }
     if request["stream"].as_bool() != Some(true) {
         return json_response(json!({
             "id": id,
@@ -165,12 +195,26 @@ fn chat(profile: &Profile, request: &Value) -> Response<SimBody> {
         json!({"role": "assistant", "content": ""}),
         Value::Null,
     )];
-    events.extend(
-        answer
-            .split_inclusive(' ')
-            .map(|piece| chunk(json!({"content": piece}), Value::Null)),
-    );
-    events.push(chunk(json!({}), json!("stop")));
+    if let Some(name) = tool {
+        events.push(chunk(
+            json!({"tool_calls": [{"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
+            Value::Null,
+        ));
+        for piece in TOOL_ARGS {
+            events.push(chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+                Value::Null,
+            ));
+        }
+        events.push(chunk(json!({}), json!("tool_calls")));
+    } else {
+        events.extend(
+            answer
+                .split_inclusive(' ')
+                .map(|piece| chunk(json!({"content": piece}), Value::Null)),
+        );
+        events.push(chunk(json!({}), json!("stop")));
+    }
     if request["stream_options"]["include_usage"].as_bool() == Some(true) {
         events.push(json!({
             "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -179,6 +223,76 @@ fn chat(profile: &Profile, request: &Value) -> Response<SimBody> {
     }
     let mut lines: Vec<String> = events.iter().map(|e| format!("data: {e}\n\n")).collect();
     lines.push("data: [DONE]\n\n".to_owned());
+    sse_response(lines)
+}
+
+/// The arguments of a simulated tool call, streamed in these fragments.
+const TOOL_ARGS: [&str; 3] = ["{\"simulated\": ", "true, \"note\": ", "\"no model ran\"}"];
+
+/// Anthropic Messages, plain or streamed.
+fn messages(profile: &Profile, request: &Value) -> Response<SimBody> {
+    let Some(messages) = request["messages"].as_array() else {
+        return anthropic_error(StatusCode::BAD_REQUEST, "`messages` must be an array");
+    };
+    let model = request["model"].as_str().unwrap_or_default();
+    let prompt_words: usize = messages.iter().map(|m| content_words(&m["content"])).sum();
+    let input_tokens = messages
+        .iter()
+        .map(|m| 3 + tokens(content_words(&m["content"])))
+        .sum::<u64>();
+    let answer = format!(
+        "[simulated provider {id}, {city}, Anthropic protocol] This answer is simulated: no \
+         model ran, and nothing you sent was logged or kept. cordon routed your \
+         {prompt_words}-word prompt here because {id} ({terms}) satisfies your tenant's policy.",
+        id = profile.id,
+        city = profile.city,
+        terms = profile.terms,
+    );
+    let output_tokens = tokens(answer.split_whitespace().count());
+    let id = format!("msg_sim{}", hex::encode(rand::random::<[u8; 8]>()));
+    if request["stream"].as_bool() != Some(true) {
+        return json_response(json!({
+            "id": id, "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": answer}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+        }));
+    }
+    let mut events = vec![
+        json!({"type": "message_start", "message": {
+            "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    ];
+    events.extend(answer.split_inclusive(' ').map(|piece| {
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}})
+    }));
+    events.push(json!({"type": "content_block_stop", "index": 0}));
+    events.push(json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": output_tokens}}));
+    events.push(json!({"type": "message_stop"}));
+    let lines = events
+        .iter()
+        .map(|e| {
+            let name = e["type"].as_str().unwrap_or_default();
+            format!("event: {name}\ndata: {e}\n\n")
+        })
+        .collect();
+    sse_response(lines)
+}
+
+/// An Anthropic-shaped error. Messages never quote the request.
+fn anthropic_error(status: StatusCode, message: &str) -> Response<SimBody> {
+    let mut resp = json_response(json!({
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": format!("simulated provider: {message}")},
+    }));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// Server-sent events, `CHUNK_DELAY` apart.
+fn sse_response(lines: Vec<String>) -> Response<SimBody> {
     let frames = futures_util::stream::iter(lines).then(|line| async move {
         tokio::time::sleep(CHUNK_DELAY).await;
         Ok::<_, Infallible>(Frame::data(Bytes::from(line)))

@@ -102,6 +102,17 @@ impl<'a> Request<'a> {
     /// The body to send upstream: every member as received, `model` set to
     /// `upstream_model`, and for streams `stream_options.include_usage = true`.
     pub fn forward_body(&self, upstream_model: &str) -> Vec<u8> {
+        self.rewrite(upstream_model, true)
+    }
+
+    /// The body to send on unchanged but for `model` (e.g. an Anthropic
+    /// Messages body to an Anthropic provider: no OpenAI `stream_options`).
+    pub fn with_model(&self, upstream_model: &str) -> Vec<u8> {
+        self.rewrite(upstream_model, false)
+    }
+
+    fn rewrite(&self, upstream_model: &str, openai_stream: bool) -> Vec<u8> {
+        let usage = openai_stream && self.stream;
         let len: usize = self
             .members
             .iter()
@@ -122,13 +133,13 @@ impl<'a> Request<'a> {
             out.push(b':');
             match k.as_ref() {
                 "model" => write_json_string(&mut out, upstream_model),
-                "stream_options" if self.stream => {
+                "stream_options" if usage => {
                     out.extend_from_slice(&with_include_usage(v.get()));
                 }
                 _ => out.extend_from_slice(v.get().as_bytes()),
             }
         }
-        if self.stream && !self.members.iter().any(|(k, _)| k == "stream_options") {
+        if usage && !self.members.iter().any(|(k, _)| k == "stream_options") {
             sep(&mut out);
             out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
         }

@@ -23,8 +23,10 @@ use crate::config::Api;
 use crate::error::{ClientApi, ErrorKind, GatewayError};
 use crate::policy::{Decision, Layer, parse_require};
 use crate::protocol::openai;
+use crate::protocol::translate::{self, TranslateError, Wire};
 use crate::stream::body::{Ended, RelayBody, StreamEnd};
-use crate::stream::sse::{self, Tokens};
+use crate::stream::sse::{self, AnthropicRelay, OpenAiRelay, Tokens};
+use crate::stream::translate::{AnthropicToOpenAiRelay, OpenAiToAnthropicRelay};
 use crate::upstream::{AttemptError, Endpoint};
 use crate::usage::UsageRecord;
 
@@ -50,6 +52,8 @@ struct Exchange {
     upstream_time: Duration,
     streamed: bool,
     provider_api: Option<&'static str>,
+    /// The protocol the client spoke.
+    client_api: ClientApi,
     /// Set once `finish` has run (or the context was moved out).
     finished: bool,
 }
@@ -69,6 +73,7 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
     let endpoint = match path.trim_end_matches('/') {
         "/v1/chat/completions" => Some(Endpoint::ChatCompletions),
         "/v1/embeddings" => Some(Endpoint::Embeddings),
+        "/v1/messages" => Some(Endpoint::Messages),
         "/v1/models" if req.method() == Method::GET => {
             return models(&state, req.headers(), &request_id);
         }
@@ -85,22 +90,28 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
         };
         return error_response(&e, ClientApi::OpenAi, &request_id, None, None);
     };
+    let client_api = match endpoint {
+        Endpoint::Messages => ClientApi::Anthropic,
+        Endpoint::ChatCompletions | Endpoint::Embeddings => ClientApi::OpenAi,
+    };
     if req.method() != Method::POST {
         let e = GatewayError::new(ErrorKind::MethodNotAllowed, "use POST");
-        return error_response(&e, ClientApi::OpenAi, &request_id, None, None);
+        return error_response(&e, client_api, &request_id, None, None);
     }
     state.metrics.in_flight.inc();
     let endpoint_name = match endpoint {
         Endpoint::ChatCompletions => "chat.completions",
         Endpoint::Embeddings => "embeddings",
+        Endpoint::Messages => "messages",
     };
     let mut ex = Exchange::new(state.clone(), request_id.into(), endpoint_name);
+    ex.client_api = client_api;
     match proxy(&mut ex, endpoint, req).await {
         Ok(resp) => resp,
         Err(e) => {
             let resp = error_response(
                 &e,
-                ClientApi::OpenAi,
+                ex.client_api,
                 &ex.request_id,
                 ex.provider.as_ref().map(|(_, id)| id.as_str()),
                 ex.policy_version.as_deref(),
@@ -151,7 +162,7 @@ async fn proxy(
     let model: &str = &parsed.model;
     ex.model_known = snap.config.table.serves(model);
     ex.model = Some(model.to_owned());
-    let stream = parsed.stream && endpoint == Endpoint::ChatCompletions;
+    let stream = parsed.stream && endpoint != Endpoint::Embeddings;
     ex.streamed = stream;
 
     // 4. the request's own narrowing layer
@@ -270,26 +281,40 @@ async fn proxy(
             ));
             continue;
         }
-        ex.provider = Some((idx, up.id.to_string()));
-        ex.provider_api = Some(match up.api {
-            Api::OpenAi => "openai",
-            Api::Anthropic => "anthropic",
-        });
-        ex.tried.push(up.id.to_string());
         let upstream_model = up.upstream_model(model).to_owned();
-        ex.upstream_model = Some(upstream_model.clone());
-        if up.api != Api::OpenAi {
-            // Translation arrives with the Anthropic protocol work; until then
-            // such a provider cannot serve an OpenAI request.
+        if endpoint == Endpoint::Embeddings && up.api != Api::OpenAi {
+            // Embeddings have no Anthropic counterpart: never contacted.
             last_error = Some(GatewayError::new(
                 ErrorKind::UpstreamError,
-                format!("provider `{}` speaks another protocol", up.id),
+                format!("provider `{}` does not serve embeddings", up.id),
             ));
             continue;
         }
-        let forward = Bytes::from(parsed.forward_body(&upstream_model));
+        // The body in the provider's protocol. A request that cannot be
+        // translated is the client's to fix (400, naming the field only).
+        let (forward, up_endpoint) = match (ex.client_api, up.api) {
+            (ClientApi::OpenAi, Api::OpenAi) => (parsed.forward_body(&upstream_model), endpoint),
+            (ClientApi::Anthropic, Api::Anthropic) => {
+                (parsed.with_model(&upstream_model), Endpoint::Messages)
+            }
+            (ClientApi::OpenAi, Api::Anthropic) => (
+                translate::openai_to_anthropic_request(&body, &upstream_model)
+                    .map_err(translate_error)?,
+                Endpoint::Messages,
+            ),
+            (ClientApi::Anthropic, Api::OpenAi) => (
+                translate::anthropic_to_openai_request(&body, &upstream_model)
+                    .map_err(translate_error)?,
+                Endpoint::ChatCompletions,
+            ),
+        };
+        let forward = Bytes::from(forward);
+        ex.provider = Some((idx, up.id.to_string()));
+        ex.provider_api = Some(api_name(up.api));
+        ex.tried.push(up.id.to_string());
+        ex.upstream_model = Some(upstream_model.clone());
         let sent_at = Instant::now();
-        let answer = match up.send(endpoint, forward, stream, &ex.request_id).await {
+        let answer = match up.send(up_endpoint, forward, stream, &ex.request_id).await {
             Ok(resp) if is_retryable(resp.status()) => Ok(Answer::Retry(resp.status())),
             Ok(resp) if stream && resp.status().is_success() => Ok(Answer::Stream(resp)),
             // Not streamed: the whole body is read here, within the provider's
@@ -301,7 +326,11 @@ async fn proxy(
         let retryable = match answer {
             Ok(Answer::Stream(resp)) => {
                 snap.health.record_success(idx);
-                return Ok(relay_stream(ex, resp, sent_at, !parsed.client_wants_usage));
+                let relay = Relays {
+                    model,
+                    client_wants_usage: parsed.client_wants_usage,
+                };
+                return Ok(relay_stream(ex, resp, sent_at, up.api, relay));
             }
             Ok(Answer::Whole {
                 status,
@@ -312,7 +341,7 @@ async fn proxy(
                 // 400): its answer is the client's; no other provider would differ.
                 snap.health.record_success(idx);
                 ex.upstream_time += sent_at.elapsed();
-                return Ok(respond_whole(ex, status, content_type, body));
+                return respond_whole(ex, up.api, model, status, content_type, body);
             }
             Ok(Answer::Retry(status)) => {
                 ex.upstream_time += sent_at.elapsed();
@@ -465,17 +494,56 @@ async fn read_whole(
     })
 }
 
-/// Passes a whole response on, with usage taken from it.
+/// Passes a whole response on in the client's protocol, with usage taken
+/// from it. A success that cannot be translated is the provider's fault (502).
 fn respond_whole(
     ex: &mut Exchange,
+    provider_api: Api,
+    public_model: &str,
     status: StatusCode,
     content_type: Option<HeaderValue>,
     body: Bytes,
-) -> Response<Body> {
-    let tokens = if status.is_success() {
-        sse::openai_body_tokens(&body)
-    } else {
-        Tokens::default()
+) -> Result<Response<Body>, GatewayError> {
+    let bad = |_: TranslateError| {
+        GatewayError::new(
+            ErrorKind::UpstreamError,
+            "the provider's response could not be translated",
+        )
+    };
+    let json = || Some(HeaderValue::from_static("application/json"));
+    let (status, content_type, body, tokens) = match (ex.client_api, provider_api) {
+        (ClientApi::OpenAi, Api::OpenAi) => {
+            let t = if status.is_success() {
+                sse::openai_body_tokens(&body)
+            } else {
+                Tokens::default()
+            };
+            (status, content_type, body, t)
+        }
+        (ClientApi::Anthropic, Api::Anthropic) => {
+            let t = if status.is_success() {
+                sse::anthropic_body_tokens(&body)
+            } else {
+                Tokens::default()
+            };
+            (status, content_type, body, t)
+        }
+        (ClientApi::OpenAi, Api::Anthropic) if status.is_success() => {
+            let created = clock::now_ms() / 1000;
+            let out = translate::anthropic_to_openai_response_at(&body, public_model, created)
+                .map_err(bad)?;
+            let t = sse::openai_body_tokens(&out);
+            (status, json(), Bytes::from(out), t)
+        }
+        (ClientApi::Anthropic, Api::OpenAi) if status.is_success() => {
+            let t = sse::openai_body_tokens(&body);
+            let out = translate::openai_to_anthropic_response(&body, public_model).map_err(bad)?;
+            (status, json(), Bytes::from(out), t)
+        }
+        (_, api) => {
+            let (s, b) = translate::map_provider_error(wire(api), status, &body);
+            (s, json(), b, Tokens::default())
+        }
     };
     let mut builder = Response::builder().status(status);
     if let Some(h) = builder.headers_mut() {
@@ -498,7 +566,13 @@ fn respond_whole(
             "upstream_error"
         },
     });
-    response
+    Ok(response)
+}
+
+/// What choosing a stream relay needs to know about the request.
+struct Relays<'a> {
+    model: &'a str,
+    client_wants_usage: bool,
 }
 
 /// A streamed response: relayed event by event; `finish` runs when it ends.
@@ -506,7 +580,8 @@ fn relay_stream(
     ex: &mut Exchange,
     resp: reqwest::Response,
     sent_at: Instant,
-    strip_usage: bool,
+    provider_api: Api,
+    relays: Relays<'_>,
 ) -> Response<Body> {
     let status = resp.status();
     let mut builder = Response::builder().status(status);
@@ -518,8 +593,9 @@ fn relay_stream(
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         ex.common_headers(h);
     }
+    let client_api = ex.client_api;
     let mut done = ex.take();
-    let body = RelayBody::new(resp.bytes_stream(), strip_usage, move |end: Ended| {
+    let on_end = move |end: Ended| {
         done.upstream_time += end.at.saturating_duration_since(sent_at);
         let label = match end.how {
             StreamEnd::Complete => "ok",
@@ -532,7 +608,29 @@ fn relay_stream(
             first_content_at: end.first_content_at,
             label,
         });
-    });
+    };
+    let upstream = resp.bytes_stream();
+    let body = match (client_api, provider_api) {
+        (ClientApi::OpenAi, Api::OpenAi) => RelayBody::new(
+            upstream,
+            OpenAiRelay::new(!relays.client_wants_usage),
+            on_end,
+        ),
+        (ClientApi::Anthropic, Api::Anthropic) => {
+            RelayBody::new(upstream, AnthropicRelay::new(), on_end)
+        }
+        (ClientApi::OpenAi, Api::Anthropic) => {
+            let created = clock::now_ms() / 1000;
+            let inner =
+                translate::AnthropicToOpenAiStream::new(relays.model, relays.client_wants_usage)
+                    .with_created(created);
+            RelayBody::new(upstream, AnthropicToOpenAiRelay::new(inner), on_end)
+        }
+        (ClientApi::Anthropic, Api::OpenAi) => {
+            let inner = translate::OpenAiToAnthropicStream::new(relays.model);
+            RelayBody::new(upstream, OpenAiToAnthropicRelay::new(inner), on_end)
+        }
+    };
     builder
         .body(body.boxed_unsync())
         .unwrap_or_else(|_| Response::new(full(Bytes::new())))
@@ -593,6 +691,7 @@ impl Exchange {
             upstream_time: Duration::ZERO,
             streamed: false,
             provider_api: None,
+            client_api: ClientApi::OpenAi,
             finished: false,
         }
     }
@@ -622,6 +721,7 @@ impl Exchange {
     fn take(&mut self) -> Exchange {
         let mut husk = Exchange::new(self.state.clone(), self.request_id.clone(), self.endpoint);
         husk.finished = true;
+        husk.client_api = self.client_api;
         std::mem::replace(self, husk)
     }
 
@@ -678,6 +778,12 @@ impl Exchange {
                 .with_label_values(&[provider, model_label])
                 .observe(t.as_secs_f64());
         }
+        m.protocol_requests
+            .with_label_values(&[
+                client_api_name(self.client_api),
+                self.provider_api.unwrap_or("none"),
+            ])
+            .inc();
         for (direction, n) in [
             ("prompt", o.tokens.prompt),
             ("completion", o.tokens.completion),
@@ -729,13 +835,48 @@ impl Exchange {
             ttft_ms: ttft.map(|t| t.as_secs_f64() * 1000.0),
             overhead_ms: overhead.as_secs_f64() * 1000.0,
             streamed: self.streamed,
-            client_api: "openai",
+            client_api: client_api_name(self.client_api),
             provider_api: self.provider_api,
         });
     }
 }
 
 // === helpers ===
+
+fn api_name(api: Api) -> &'static str {
+    match api {
+        Api::OpenAi => "openai",
+        Api::Anthropic => "anthropic",
+    }
+}
+
+fn client_api_name(api: ClientApi) -> &'static str {
+    match api {
+        ClientApi::OpenAi => "openai",
+        ClientApi::Anthropic => "anthropic",
+    }
+}
+
+fn wire(api: Api) -> Wire {
+    match api {
+        Api::OpenAi => Wire::OpenAi,
+        Api::Anthropic => Wire::Anthropic,
+    }
+}
+
+/// A request that cannot be translated for the chosen provider: the client's
+/// fault (400, naming the field, never a value) unless the translation
+/// itself failed on something the client could not cause (502).
+fn translate_error(e: TranslateError) -> GatewayError {
+    if e.is_client_error() {
+        GatewayError::new(ErrorKind::InvalidRequest, e.to_string())
+    } else {
+        GatewayError::new(
+            ErrorKind::UpstreamError,
+            "the request could not be translated for the provider",
+        )
+    }
+}
 
 fn auth_error(e: AuthError) -> GatewayError {
     GatewayError::new(ErrorKind::InvalidApiKey, e.to_string())

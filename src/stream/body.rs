@@ -13,7 +13,9 @@ use bytes::Bytes;
 use futures_util::Stream;
 use http_body::{Body, Frame};
 
-use super::sse::{OpenAiRelay, Tokens};
+#[cfg(test)]
+use super::sse::OpenAiRelay;
+use super::sse::{Relay, Tokens};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
@@ -44,7 +46,7 @@ type OnEnd = Box<dyn FnOnce(Ended) + Send>;
 /// A relayed SSE body.
 pub struct RelayBody {
     upstream: Upstream,
-    relay: OpenAiRelay,
+    relay: Box<dyn Relay>,
     queue: VecDeque<Bytes>,
     scratch: Vec<Bytes>,
     done: bool,
@@ -55,12 +57,12 @@ pub struct RelayBody {
 impl RelayBody {
     pub fn new(
         upstream: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
-        strip_usage: bool,
+        relay: impl Relay + 'static,
         on_end: impl FnOnce(Ended) + Send + 'static,
     ) -> Self {
         Self {
             upstream: Box::pin(upstream),
-            relay: OpenAiRelay::new(strip_usage),
+            relay: Box::new(relay),
             queue: VecDeque::new(),
             scratch: Vec::new(),
             done: false,
@@ -73,7 +75,7 @@ impl RelayBody {
         if let Some(f) = self.on_end.take() {
             f(Ended {
                 how,
-                tokens: self.relay.tokens,
+                tokens: self.relay.tokens(),
                 first_content_at: self.first_content_at,
                 at: Instant::now(),
             });
@@ -81,7 +83,7 @@ impl RelayBody {
     }
 
     fn take_events(&mut self) {
-        if self.first_content_at.is_none() && self.relay.saw_content {
+        if self.first_content_at.is_none() && self.relay.saw_content() {
             self.first_content_at = Some(Instant::now());
         }
         self.queue.extend(self.scratch.drain(..));
@@ -162,7 +164,7 @@ mod tests {
             )),
         ];
         let (seen, on_end) = recorder();
-        let body = RelayBody::new(stream::iter(chunks), true, on_end);
+        let body = RelayBody::new(stream::iter(chunks), OpenAiRelay::new(true), on_end);
         let out = body.collect().await.unwrap().to_bytes();
         assert_eq!(
             &out[..],
@@ -178,7 +180,7 @@ mod tests {
     #[tokio::test]
     async fn dropping_the_body_reports_cancellation_once() {
         let (seen, on_end) = recorder();
-        let body = RelayBody::new(stream::pending(), false, on_end);
+        let body = RelayBody::new(stream::pending(), OpenAiRelay::new(false), on_end);
         drop(body);
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 1);

@@ -13,6 +13,24 @@ pub struct Tokens {
     pub completion: Option<i64>,
 }
 
+/// One way of relaying a provider's SSE stream to the client: fed upstream
+/// bytes, it emits whole events (passed on or translated) and counts usage.
+pub trait Relay: Send {
+    /// Feeds bytes from upstream; events to send on go to `out`.
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<Bytes>);
+    /// Upstream ended: whatever must still be sent goes to `out`.
+    fn finish(&mut self, out: &mut Vec<Bytes>);
+    /// Usage reported so far.
+    fn tokens(&self) -> Tokens;
+    /// Whether an event carrying content has been emitted.
+    fn saw_content(&self) -> bool;
+}
+
+/// Cuts the next complete event off `buf`, if there is one.
+pub fn next_event(buf: &mut BytesMut) -> Option<Bytes> {
+    event_end(buf).map(|end| buf.split_to(end).freeze())
+}
+
 /// Splits an SSE byte stream into events and inspects OpenAI chunks.
 #[derive(Debug, Default)]
 pub struct OpenAiRelay {
@@ -101,6 +119,142 @@ impl OpenAiRelay {
         }
         self.saw_content = true;
         true
+    }
+}
+
+impl Relay for OpenAiRelay {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<Bytes>) {
+        OpenAiRelay::push(self, chunk, out);
+    }
+    fn finish(&mut self, out: &mut Vec<Bytes>) {
+        OpenAiRelay::finish(self, out);
+    }
+    fn tokens(&self) -> Tokens {
+        self.tokens
+    }
+    fn saw_content(&self) -> bool {
+        self.saw_content
+    }
+}
+
+/// Passes an Anthropic Messages stream on unchanged, reading usage from
+/// `message_start` (input) and `message_delta` (output). Token counts are in
+/// OpenAI's sense: the prompt includes cached tokens.
+#[derive(Default)]
+pub struct AnthropicRelay {
+    buf: BytesMut,
+    usage: AnthropicUsage,
+    saw_content: bool,
+}
+
+#[derive(Default, Clone, Copy)]
+struct AnthropicUsage {
+    input: Option<i64>,
+    output: Option<i64>,
+    cache_read: Option<i64>,
+    cache_write: Option<i64>,
+}
+
+impl AnthropicUsage {
+    fn update(&mut self, u: &crate::protocol::anthropic::Usage) {
+        self.input = u.input_tokens.or(self.input);
+        self.output = u.output_tokens.or(self.output);
+        self.cache_read = u.cache_read_input_tokens.or(self.cache_read);
+        self.cache_write = u.cache_creation_input_tokens.or(self.cache_write);
+    }
+
+    fn tokens(&self) -> Tokens {
+        Tokens {
+            prompt: self
+                .input
+                .map(|i| i + self.cache_read.unwrap_or(0) + self.cache_write.unwrap_or(0)),
+            completion: self.output,
+        }
+    }
+}
+
+impl AnthropicRelay {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn inspect(&mut self, event: &[u8]) {
+        #[derive(Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        enum Ev {
+            MessageStart {
+                message: Msg,
+            },
+            MessageDelta {
+                #[serde(default)]
+                usage: Option<crate::protocol::anthropic::Usage>,
+            },
+            #[serde(other)]
+            Other,
+        }
+        #[derive(Deserialize)]
+        struct Msg {
+            #[serde(default)]
+            usage: Option<crate::protocol::anthropic::Usage>,
+        }
+        let Some(data) = data_of(event) else {
+            return;
+        };
+        // Content events are passed on unread.
+        if !contains(data, b"\"usage\"") {
+            if contains(data, b"content_block") {
+                self.saw_content = true;
+            }
+            return;
+        }
+        match serde_json::from_slice::<Ev>(data) {
+            Ok(Ev::MessageStart {
+                message: Msg { usage: Some(u) },
+            })
+            | Ok(Ev::MessageDelta { usage: Some(u) }) => self.usage.update(&u),
+            Ok(_) => {}
+            Err(_) => self.saw_content = true,
+        }
+    }
+}
+
+impl Relay for AnthropicRelay {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<Bytes>) {
+        self.buf.extend_from_slice(chunk);
+        while let Some(event) = next_event(&mut self.buf) {
+            self.inspect(&event);
+            out.push(event);
+        }
+    }
+    fn finish(&mut self, out: &mut Vec<Bytes>) {
+        if !self.buf.is_empty() {
+            let event = self.buf.split().freeze();
+            self.inspect(&event);
+            out.push(event);
+        }
+    }
+    fn tokens(&self) -> Tokens {
+        self.usage.tokens()
+    }
+    fn saw_content(&self) -> bool {
+        self.saw_content
+    }
+}
+
+/// Token usage of a whole (non-streamed) Anthropic `message` body, in
+/// OpenAI's sense (the prompt includes cached tokens).
+pub fn anthropic_body_tokens(body: &[u8]) -> Tokens {
+    #[derive(Deserialize)]
+    struct Body {
+        usage: Option<crate::protocol::anthropic::Usage>,
+    }
+    match serde_json::from_slice::<Body>(body) {
+        Ok(Body { usage: Some(u) }) => {
+            let mut a = AnthropicUsage::default();
+            a.update(&u);
+            a.tokens()
+        }
+        _ => Tokens::default(),
     }
 }
 

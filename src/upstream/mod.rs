@@ -23,6 +23,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum Endpoint {
     ChatCompletions,
     Embeddings,
+    /// Anthropic Messages (`{base_url}/messages`).
+    Messages,
 }
 
 /// Every provider's client, indexed like `Table::providers()`.
@@ -168,6 +170,7 @@ impl Upstream {
         let path = match endpoint {
             Endpoint::ChatCompletions => "/chat/completions",
             Endpoint::Embeddings => "/embeddings",
+            Endpoint::Messages => "/messages",
         };
         let mut req = self
             .client

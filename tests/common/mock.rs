@@ -1,5 +1,7 @@
-//! A mock OpenAI-compatible provider: a real HTTP server on 127.0.0.1:0 that
-//! records every request it receives and answers as it is told.
+//! A mock provider: a real HTTP server on 127.0.0.1:0 that records every
+//! request it receives and answers as it is told, in the OpenAI protocol
+//! (`MockProvider::start`) or the Anthropic Messages protocol
+//! (`MockProvider::start_anthropic`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -61,13 +63,28 @@ pub enum Behaviour {
         prompt_tokens: u64,
         completion_tokens: u64,
     },
+    /// One tool call `get_weather({"city":"Paris"})` (id `call_mock1` in the
+    /// OpenAI protocol, `toolu_mock1` in Anthropic's, after the text
+    /// `let me check`), streamed with the arguments in two fragments when
+    /// the request asks for a stream.
+    ToolCall {
+        prompt_tokens: u64,
+        completion_tokens: u64,
+    },
 }
+
+/// The tool call the mock answers with: name, arguments (split in two
+/// fragments when streamed).
+pub const TOOL_NAME: &str = "get_weather";
+pub const TOOL_ARGS: [&str; 2] = ["{\"city\":", "\"Paris\"}"];
 
 #[derive(Clone)]
 pub struct MockProvider {
     pub addr: SocketAddr,
     pub name: String,
     tls: bool,
+    /// Speaks the Anthropic Messages protocol instead of OpenAI's.
+    anthropic: bool,
     received: Arc<Mutex<Vec<Received>>>,
     behaviour: Arc<Mutex<Behaviour>>,
     /// Sends a signal when the stream's last chunk is about to be written.
@@ -84,7 +101,18 @@ pub type MockBody = BoxBody<Bytes, Infallible>;
 impl MockProvider {
     /// Starts a mock on 127.0.0.1:0 that answers `Behaviour::Ok`.
     pub async fn start(name: &str) -> MockProvider {
-        Self::start_inner(name, None).await
+        Self::start_inner(name, None, false).await
+    }
+
+    /// Starts a mock speaking the Anthropic Messages protocol (`POST
+    /// /v1/messages`, non-streamed and SSE, with usage) that answers
+    /// `Behaviour::Ok`.
+    pub async fn start_anthropic(name: &str) -> MockProvider {
+        Self::start_inner(name, None, true).await
+    }
+
+    pub fn is_anthropic(&self) -> bool {
+        self.anthropic
     }
 
     /// Starts a mock speaking HTTPS for `localhost`, with a certificate from a
@@ -108,16 +136,24 @@ impl MockProvider {
             .unwrap();
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        (Self::start_inner(name, Some(acceptor)).await, ca.pem())
+        (
+            Self::start_inner(name, Some(acceptor), false).await,
+            ca.pem(),
+        )
     }
 
-    async fn start_inner(name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> MockProvider {
+    async fn start_inner(
+        name: &str,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        anthropic: bool,
+    ) -> MockProvider {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mock = MockProvider {
             addr,
             name: name.to_owned(),
             tls: tls.is_some(),
+            anthropic,
             received: Arc::default(),
             behaviour: Arc::new(Mutex::new(Behaviour::Ok {
                 prompt_tokens: 12,
@@ -226,7 +262,69 @@ impl MockProvider {
             body: body.clone(),
         });
         let behaviour = self.behaviour.lock().unwrap().clone();
+        let wants_stream = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .is_some_and(|v| v["stream"] == serde_json::Value::Bool(true));
+        if self.anthropic {
+            return self
+                .answer_anthropic(behaviour, &model, &body, wants_stream)
+                .await;
+        }
         match behaviour {
+            Behaviour::ToolCall {
+                prompt_tokens,
+                completion_tokens,
+            } => {
+                let usage = serde_json::json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens});
+                if !wants_stream {
+                    return json(
+                        StatusCode::OK,
+                        serde_json::json!({
+                            "id": "chatcmpl-mock", "object": "chat.completion", "created": 1_700_000_000, "model": model,
+                            "choices": [{"index": 0, "message": {"role": "assistant", "content": "let me check", "tool_calls": [
+                                {"id": "call_mock1", "type": "function", "function": {"name": TOOL_NAME, "arguments": TOOL_ARGS.concat()}}
+                            ]}, "finish_reason": "tool_calls"}],
+                            "usage": usage,
+                        }),
+                    );
+                }
+                let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+                    let v = serde_json::json!({
+                        "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                    });
+                    format!("data: {v}\n\n")
+                };
+                let null = serde_json::Value::Null;
+                let events = vec![
+                    chunk(
+                        serde_json::json!({"role": "assistant", "content": "let me check"}),
+                        null.clone(),
+                    ),
+                    chunk(
+                        serde_json::json!({"tool_calls": [{"index": 0, "id": "call_mock1", "type": "function", "function": {"name": TOOL_NAME, "arguments": ""}}]}),
+                        null.clone(),
+                    ),
+                    chunk(
+                        serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": TOOL_ARGS[0]}}]}),
+                        null.clone(),
+                    ),
+                    chunk(
+                        serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": TOOL_ARGS[1]}}]}),
+                        null.clone(),
+                    ),
+                    chunk(serde_json::json!({}), "tool_calls".into()),
+                    format!(
+                        "data: {}\n\n",
+                        serde_json::json!({
+                            "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
+                            "choices": [], "usage": usage,
+                        })
+                    ),
+                    "data: [DONE]\n\n".to_owned(),
+                ];
+                self.stream_events(events, Duration::ZERO)
+            }
             Behaviour::Ok {
                 prompt_tokens,
                 completion_tokens,
@@ -325,6 +423,202 @@ impl MockProvider {
                 resp.headers_mut()
                     .insert("content-type", "text/event-stream".parse().unwrap());
                 resp
+            }
+        }
+    }
+}
+
+impl MockProvider {
+    /// Streams `events` (each a complete SSE event), `delay` apart, recording
+    /// what is sent and whether the receiver went away.
+    fn stream_events(&self, events: Vec<String>, delay: Duration) -> Response<MockBody> {
+        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+        let last = self.last_chunk.lock().unwrap().clone();
+        let aborted = self.aborted.clone();
+        let sent = self.sent.clone();
+        let slot = {
+            let mut s = sent.lock().unwrap();
+            s.push(Vec::new());
+            s.len() - 1
+        };
+        tokio::spawn(async move {
+            let n = events.len();
+            for (i, e) in events.into_iter().enumerate() {
+                if i + 1 == n
+                    && let Some(l) = &last
+                {
+                    let _ = l.send(());
+                }
+                sent.lock().unwrap()[slot].extend_from_slice(e.as_bytes());
+                if tx.send(Ok(Frame::data(Bytes::from(e)))).await.is_err() {
+                    aborted.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        });
+        let stream =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|f| (f, rx)) },
+            );
+        let mut resp = Response::new(StreamBody::new(stream).boxed());
+        resp.headers_mut()
+            .insert("content-type", "text/event-stream".parse().unwrap());
+        resp
+    }
+
+    /// The Anthropic Messages protocol's answer for `behaviour`.
+    async fn answer_anthropic(
+        &self,
+        behaviour: Behaviour,
+        model: &str,
+        body: &[u8],
+        wants_stream: bool,
+    ) -> Response<MockBody> {
+        let ev = |v: serde_json::Value| {
+            let name = v["type"].as_str().unwrap().to_owned();
+            format!("event: {name}\ndata: {v}\n\n")
+        };
+        let start = |input: u64| {
+            ev(serde_json::json!({"type": "message_start", "message": {
+                "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+                "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": input, "output_tokens": 1}}}))
+        };
+        let end = |stop: &str, output: u64| {
+            vec![
+                ev(
+                    serde_json::json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": output}}),
+                ),
+                ev(serde_json::json!({"type": "message_stop"})),
+            ]
+        };
+        let message = |content: serde_json::Value, stop: &str, input: u64, output: u64| {
+            serde_json::json!({
+                "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+                "content": content, "stop_reason": stop, "stop_sequence": null,
+                "usage": {"input_tokens": input, "output_tokens": output},
+            })
+        };
+        let error = |code: u16, ty: &str, msg: String| {
+            json(
+                StatusCode::from_u16(code).unwrap(),
+                serde_json::json!({"type": "error", "error": {"type": ty, "message": msg}}),
+            )
+        };
+        match behaviour {
+            Behaviour::Ok {
+                prompt_tokens,
+                completion_tokens,
+            } if wants_stream => {
+                let mut events = vec![
+                    start(prompt_tokens),
+                    ev(
+                        serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                    ),
+                    ev(
+                        serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": format!("hello from {}", self.name)}}),
+                    ),
+                    ev(serde_json::json!({"type": "content_block_stop", "index": 0})),
+                ];
+                events.extend(end("end_turn", completion_tokens));
+                self.stream_events(events, Duration::ZERO)
+            }
+            Behaviour::Ok {
+                prompt_tokens,
+                completion_tokens,
+            } => json(
+                StatusCode::OK,
+                message(
+                    serde_json::json!([{"type": "text", "text": format!("hello from {}", self.name)}]),
+                    "end_turn",
+                    prompt_tokens,
+                    completion_tokens,
+                ),
+            ),
+            Behaviour::Stream {
+                chunks,
+                delay,
+                prompt_tokens,
+                completion_tokens,
+            } => {
+                let mut events = vec![
+                    start(prompt_tokens),
+                    ev(
+                        serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                    ),
+                ];
+                for i in 0..chunks {
+                    events.push(ev(serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": format!("{}-{i} ", self.name)}})));
+                }
+                events.push(ev(
+                    serde_json::json!({"type": "content_block_stop", "index": 0}),
+                ));
+                events.extend(end("end_turn", completion_tokens));
+                self.stream_events(events, delay)
+            }
+            Behaviour::ToolCall {
+                prompt_tokens,
+                completion_tokens,
+            } if wants_stream => {
+                let mut events = vec![
+                    start(prompt_tokens),
+                    ev(
+                        serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                    ),
+                    ev(
+                        serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "let me check"}}),
+                    ),
+                    ev(serde_json::json!({"type": "content_block_stop", "index": 0})),
+                    ev(
+                        serde_json::json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_mock1", "name": TOOL_NAME, "input": {}}}),
+                    ),
+                    ev(
+                        serde_json::json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": TOOL_ARGS[0]}}),
+                    ),
+                    ev(
+                        serde_json::json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": TOOL_ARGS[1]}}),
+                    ),
+                    ev(serde_json::json!({"type": "content_block_stop", "index": 1})),
+                ];
+                events.extend(end("tool_use", completion_tokens));
+                self.stream_events(events, Duration::ZERO)
+            }
+            Behaviour::ToolCall {
+                prompt_tokens,
+                completion_tokens,
+            } => json(
+                StatusCode::OK,
+                message(
+                    serde_json::json!([
+                        {"type": "text", "text": "let me check"},
+                        {"type": "tool_use", "id": "toolu_mock1", "name": TOOL_NAME, "input": {"city": "Paris"}},
+                    ]),
+                    "tool_use",
+                    prompt_tokens,
+                    completion_tokens,
+                ),
+            ),
+            Behaviour::Status(code) => {
+                let ty = match code {
+                    429 => "rate_limit_error",
+                    529 => "overloaded_error",
+                    400..=499 => "invalid_request_error",
+                    _ => "api_error",
+                };
+                error(code, ty, format!("mock {} says {code}", self.name))
+            }
+            Behaviour::EchoError(code) => error(
+                code,
+                "invalid_request_error",
+                format!("invalid request: {}", String::from_utf8_lossy(body)),
+            ),
+            Behaviour::Hang => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                json(StatusCode::OK, serde_json::json!({}))
             }
         }
     }

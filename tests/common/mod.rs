@@ -36,6 +36,8 @@ pub struct ProviderSpec {
     pub priority: i64,
     /// Extra lines in the `[[providers]]` table (auth, timeout_ms, headers…).
     pub extra: String,
+    /// The provider's protocol: `openai` (default) or `anthropic`.
+    pub api: &'static str,
 }
 
 /// Data terms that pass any reasonable EU policy.
@@ -96,7 +98,24 @@ impl GatewayBuilder {
             data: data.to_owned(),
             priority: 10 * (self.providers.len() as i64 + 1),
             extra: String::new(),
+            api: "openai",
         });
+        self
+    }
+
+    /// A provider speaking the Anthropic Messages protocol (`api =
+    /// "anthropic"`), pointing at `mock` (see `MockProvider::start_anthropic`).
+    pub fn anthropic_provider(
+        mut self,
+        id: &str,
+        mock: &MockProvider,
+        models: &str,
+        data: &str,
+    ) -> Self {
+        self = self.provider(id, mock, models, data);
+        if let Some(p) = self.providers.last_mut() {
+            p.api = "anthropic";
+        }
         self
     }
 
@@ -109,6 +128,7 @@ impl GatewayBuilder {
             data: data.to_owned(),
             priority: 10 * (self.providers.len() as i64 + 1),
             extra: String::new(),
+            api: "openai",
         });
         self
     }
@@ -184,8 +204,8 @@ impl GatewayBuilder {
         );
         for p in &self.providers {
             gw.push_str(&format!(
-                "\n[[providers]]\nid = \"{}\"\napi = \"openai\"\nbase_url = \"{}\"\npriority = {}\nmodels = {{ {} }}\n{}\n[providers.data]\n{}\n",
-                p.id, p.base_url, p.priority, p.models, p.extra, p.data
+                "\n[[providers]]\nid = \"{}\"\napi = \"{}\"\nbase_url = \"{}\"\npriority = {}\nmodels = {{ {} }}\n{}\n[providers.data]\n{}\n",
+                p.id, p.api, p.base_url, p.priority, p.models, p.extra, p.data
             ));
         }
         gw.push_str(&self.gateway_tail);

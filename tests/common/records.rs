@@ -25,6 +25,8 @@ pub struct UsageRow {
     pub ttft_ms: Option<f64>,
     pub overhead_ms: f64,
     pub streamed: bool,
+    pub client_api: String,
+    pub provider_api: Option<String>,
 }
 
 /// Every usage row of the SQLite store at `db`, in insertion order.
@@ -35,7 +37,7 @@ pub async fn usage_rows(db: &Path) -> Vec<UsageRow> {
     let rows = sqlx::query(
         "SELECT request_id, tenant, key_id, endpoint, model, provider, upstream_model, \
          prompt_tokens, completion_tokens, status, outcome, attempts, providers_tried, \
-         latency_ms, ttft_ms, overhead_ms, streamed FROM usage ORDER BY rowid",
+         latency_ms, ttft_ms, overhead_ms, streamed, client_api, provider_api FROM usage ORDER BY rowid",
     )
     .fetch_all(&pool)
     .await
@@ -60,6 +62,8 @@ pub async fn usage_rows(db: &Path) -> Vec<UsageRow> {
             ttft_ms: r.get("ttft_ms"),
             overhead_ms: r.get("overhead_ms"),
             streamed: r.get("streamed"),
+            client_api: r.get("client_api"),
+            provider_api: r.get("provider_api"),
         })
         .collect();
     pool.close().await;

@@ -122,6 +122,29 @@ def test_stream_with_include_usage_ends_with_a_usage_chunk(demo):
     assert all(c.usage is None for c in chunks[:-1])
 
 
+def test_chat_served_by_an_anthropic_protocol_provider_is_translated(demo):
+    client = demo.client("eu-only")
+    raw = client.chat.completions.with_raw_response.create(model="chat-claude", messages=PROMPT)
+    assert raw.headers["x-cordon-provider"] == "sim-ie-anthropic"
+    whole = raw.parse()
+    assert isinstance(whole, ChatCompletion)
+    assert whole.model == "chat-claude"
+    content = whole.choices[0].message.content
+    assert content.startswith("[simulated provider sim-ie-anthropic, Dublin, Anthropic protocol]")
+    assert whole.choices[0].finish_reason == "stop"
+    assert whole.usage.prompt_tokens > 0 and whole.usage.completion_tokens > 0
+    assert whole.usage.total_tokens == whole.usage.prompt_tokens + whole.usage.completion_tokens
+    chunks = list(
+        client.chat.completions.create(
+            model="chat-claude", messages=PROMPT, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == content
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+
+
 def test_embeddings_are_typed_float_vectors(demo):
     client = demo.client("eu-only")
     # The SDK asks for base64 by default and decodes it.
@@ -140,10 +163,10 @@ def test_embeddings_are_typed_float_vectors(demo):
 
 def test_models_lists_only_what_the_key_may_reach(demo):
     eu = {m.id for m in demo.client("eu-only").models.list()}
-    assert eu == {"chat-small", "embed-small"}
+    assert eu == {"chat-small", "chat-claude", "embed-small"}
     assert "chat-large" not in eu, "chat-large is served only by sim-us"
     world = {m.id for m in demo.client("global").models.list()}
-    assert world == {"chat-small", "chat-large", "embed-small"}
+    assert world == {"chat-small", "chat-large", "chat-claude", "embed-small"}
     assert "chat-cheap" not in world, "only sim-cn serves it, and it trains on prompts"
 
 
