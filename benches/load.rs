@@ -32,10 +32,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 
 /// A 1 KB chat request.
-fn chat_body(stream: bool) -> String {
+fn chat_body(model: &str, stream: bool) -> String {
     let filler = "lorem ipsum dolor sit amet ".repeat(36);
     serde_json::json!({
-        "model": "bench-model",
+        "model": model,
         "stream": stream,
         "messages": [{"role": "user", "content": filler}],
     })
@@ -46,10 +46,32 @@ const CHAT_RESPONSE: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion"
 
 type MockBody = BoxBody<Bytes, Infallible>;
 
+/// 20 Anthropic text deltas with usage, as an Anthropic-protocol provider streams them.
+fn anthropic_stream() -> Response<MockBody> {
+    let mut events: Vec<Result<Frame<Bytes>, Infallible>> = vec![Ok(Frame::data(Bytes::from_static(
+        b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_bench\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-upstream\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":250,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+    )))];
+    events.extend((0..20).map(|i| {
+        Ok(Frame::data(Bytes::from(format!(
+            "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"t{i} \"}}}}\n\n"
+        ))))
+    }));
+    events.push(Ok(Frame::data(Bytes::from_static(
+        b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":20}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    ))));
+    let mut resp = Response::new(StreamBody::new(futures_util::stream::iter(events)).boxed());
+    resp.headers_mut()
+        .insert("content-type", "text/event-stream".parse().unwrap());
+    resp
+}
+
 async fn mock(req: Request<hyper::body::Incoming>) -> Response<MockBody> {
+    let anthropic = req.uri().path().ends_with("/messages");
     let body = req.into_body().collect().await.unwrap().to_bytes();
     let stream = body.windows(13).any(|w| w == b"\"stream\":true");
-    if stream {
+    if anthropic {
+        anthropic_stream()
+    } else if stream {
         let mut events: Vec<Result<Frame<Bytes>, Infallible>> = (0..20)
             .map(|i| {
                 Ok(Frame::data(Bytes::from(format!(
@@ -119,6 +141,19 @@ id = "bench-eu"
 api = "openai"
 base_url = "http://{mock}/v1"
 models = {{ "bench-model" = "bench-upstream" }}
+  [providers.data]
+  jurisdiction = "FR"
+  processing = ["FR"]
+  dpa = "signed"
+  trains_on_data = false
+  retention_days = 0
+  certifications = ["iso27001"]
+[[providers]]
+id = "bench-eu-anthropic"
+api = "anthropic"
+base_url = "http://{mock}/v1"
+headers = {{ "anthropic-version" = "2023-06-01" }}
+models = {{ "bench-claude" = "claude-upstream" }}
   [providers.data]
   jurisdiction = "FR"
   processing = ["FR"]
@@ -310,17 +345,31 @@ fn main() {
         let cordon = start_cordon(mock).await;
         println!("load benchmark: {concurrency} concurrent clients, {secs} s per scenario, all on 127.0.0.1");
         println!(
-            "{:<22} {:>10} {:>10} {:>10} {:>12} {:>7}",
+            "{:<26} {:>10} {:>10} {:>10} {:>12} {:>7}",
             "scenario", "req/s", "p50 ms", "p99 ms", "ttfb p50 ms", "errors"
         );
-        for (name, stream) in [("non-stream chat", false), ("stream chat (20 ev)", true)] {
-            for (target, url, key) in [
-                ("direct", format!("http://{mock}/v1/chat/completions"), None),
-                ("cordon", format!("http://{}/v1/chat/completions", cordon.addr), Some(cordon.key.clone())),
+        let anthropic_body = serde_json::json!({
+            "model": "claude-upstream",
+            "max_tokens": 256,
+            "stream": true,
+            "messages": [{"role": "user", "content": "lorem ipsum dolor sit amet ".repeat(36)}],
+        })
+        .to_string();
+        let scenarios = [
+            ("non-stream chat", false, format!("http://{mock}/v1/chat/completions"), chat_body("bench-model", false), "bench-model"),
+            ("stream chat (20 ev)", true, format!("http://{mock}/v1/chat/completions"), chat_body("bench-model", true), "bench-model"),
+            // Direct: the Anthropic provider's own stream. Through cordon: an
+            // OpenAI client served by it, the stream translated event by event.
+            ("translated stream", true, format!("http://{mock}/v1/messages"), anthropic_body, "bench-claude"),
+        ];
+        for (name, stream, direct_url, direct_body, model) in scenarios {
+            for (target, url, key, body) in [
+                ("direct", direct_url.clone(), None, direct_body.clone()),
+                ("cordon", format!("http://{}/v1/chat/completions", cordon.addr), Some(cordon.key.clone()), chat_body(model, stream)),
             ] {
-                let r = run(url, key, chat_body(stream), stream, concurrency, secs).await;
+                let r = run(url, key, body, stream, concurrency, secs).await;
                 println!(
-                    "{:<22} {:>10.0} {:>10.3} {:>10.3} {:>12} {:>7}",
+                    "{:<26} {:>10.0} {:>10.3} {:>10.3} {:>12} {:>7}",
                     format!("{name} {target}"),
                     r.rps,
                     r.p50.as_secs_f64() * 1e3,
