@@ -3,7 +3,8 @@
 //! (plain or streamed, with a final usage chunk when
 //! `stream_options.include_usage` is set; a call of the first tool when the
 //! request offers tools) and embeddings; an Anthropic-protocol profile answers
-//! Messages (plain or streamed). Answers are clearly labelled canned text,
+//! Messages (plain or streamed; a `tool_use` of the first tool when the request
+//! offers tools, streamed as `input_json_delta` fragments). Answers are clearly labelled canned text,
 //! with token counts estimated from word counts.
 //!
 //! It logs nothing and keeps nothing: each body is read, counted, and dropped
@@ -250,6 +251,22 @@ fn messages(profile: &Profile, request: &Value) -> Response<SimBody> {
     );
     let output_tokens = tokens(answer.split_whitespace().count());
     let id = format!("msg_sim{}", hex::encode(rand::random::<[u8; 8]>()));
+    // Offered tools (and not told not to use them): call the first one.
+    let tool = request["tools"][0]["name"]
+        .as_str()
+        .filter(|_| request["tool_choice"]["type"] != "none");
+    let call_id = format!("toolu_sim{}", hex::encode(rand::random::<[u8; 6]>()));
+    if let Some(name) = tool
+        && request["stream"].as_bool() != Some(true)
+    {
+        let input: Value = serde_json::from_str(&TOOL_ARGS.concat()).unwrap_or_default();
+        return json_response(json!({
+            "id": id, "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "tool_use", "id": call_id, "name": name, "input": input}],
+            "stop_reason": "tool_use", "stop_sequence": null,
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+        }));
+    }
     if request["stream"].as_bool() != Some(true) {
         return json_response(json!({
             "id": id, "type": "message", "role": "assistant", "model": model,
@@ -258,18 +275,28 @@ fn messages(profile: &Profile, request: &Value) -> Response<SimBody> {
             "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
         }));
     }
-    let mut events = vec![
-        json!({"type": "message_start", "message": {
+    let mut events = vec![json!({"type": "message_start", "message": {
             "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
             "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
-        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-    ];
-    events.extend(answer.split_inclusive(' ').map(|piece| {
-        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}})
-    }));
+            "usage": {"input_tokens": input_tokens, "output_tokens": 1}}})];
+    let stop_reason = if let Some(name) = tool {
+        events.push(
+            json!({"type": "content_block_start", "index": 0, "content_block": {
+            "type": "tool_use", "id": call_id, "name": name, "input": {}}}),
+        );
+        events.extend(TOOL_ARGS.iter().map(|piece| {
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": piece}})
+        }));
+        "tool_use"
+    } else {
+        events.push(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
+        events.extend(answer.split_inclusive(' ').map(|piece| {
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}})
+        }));
+        "end_turn"
+    };
     events.push(json!({"type": "content_block_stop", "index": 0}));
-    events.push(json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": output_tokens}}));
+    events.push(json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": output_tokens}}));
     events.push(json!({"type": "message_stop"}));
     let lines = events
         .iter()

@@ -8,6 +8,7 @@ Run by tests/sdk.rs (`cargo test --test sdk`) or directly:
     CORDON_BIN=target/debug/cordon .venv/bin/python -m pytest -q tests/sdk
 """
 
+import json
 import os
 import pathlib
 import re
@@ -122,27 +123,101 @@ def test_stream_with_include_usage_ends_with_a_usage_chunk(demo):
     assert all(c.usage is None for c in chunks[:-1])
 
 
-def test_chat_served_by_an_anthropic_protocol_provider_is_translated(demo):
+# The matrix: this SDK against a model served by an OpenAI-protocol provider
+# (`chat-small`, sim-fr for the eu-only tenant) and by the Anthropic-protocol
+# one (`chat-claude`, translated by cordon), each plain, streamed, and as a
+# streamed tool call.
+PROVIDERS = [
+    pytest.param("chat-small", "sim-fr", "call_sim", id="openai-protocol"),
+    pytest.param("chat-claude", "sim-ie-anthropic", "toolu_sim", id="anthropic-protocol"),
+]
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "lookup",
+        "description": "Looks something up.",
+        "parameters": {"type": "object", "properties": {"simulated": {"type": "boolean"}}},
+    },
+}
+TOOL_INPUT = {"simulated": True, "note": "no model ran"}
+
+
+def assert_usage(u):
+    assert u is not None
+    assert u.prompt_tokens > 0 and u.completion_tokens > 0
+    assert u.total_tokens == u.prompt_tokens + u.completion_tokens
+
+
+@pytest.mark.parametrize("mode", ["non-stream", "stream", "tool-call"])
+@pytest.mark.parametrize("model,provider,call_prefix", PROVIDERS)
+def test_matrix(demo, model, provider, call_prefix, mode):
     client = demo.client("eu-only")
-    raw = client.chat.completions.with_raw_response.create(model="chat-claude", messages=PROMPT)
-    assert raw.headers["x-cordon-provider"] == "sim-ie-anthropic"
-    whole = raw.parse()
+    if mode == "non-stream":
+        raw = client.chat.completions.with_raw_response.create(model=model, messages=PROMPT)
+        assert raw.headers["x-cordon-provider"] == provider
+        whole = raw.parse()
+        assert isinstance(whole, ChatCompletion)
+        assert whole.model == model
+        assert whole.choices[0].message.role == "assistant"
+        assert whole.choices[0].message.content.startswith(f"[simulated provider {provider}")
+        assert whole.choices[0].finish_reason == "stop"
+        assert_usage(whole.usage)
+        return
+
+    if mode == "stream":
+        whole = client.chat.completions.create(model=model, messages=PROMPT)
+        with client.chat.completions.with_streaming_response.create(
+            model=model, messages=PROMPT, stream=True, stream_options={"include_usage": True}
+        ) as raw:
+            assert raw.headers["x-cordon-provider"] == provider
+            chunks = list(raw.parse())
+        assert len(chunks) > 3
+        assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text.startswith(f"[simulated provider {provider}")
+        assert text == whole.choices[0].message.content
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        assert finish == ["stop"]
+        assert chunks[-1].choices == []
+        assert_usage(chunks[-1].usage)
+        assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+        assert all(c.usage is None for c in chunks[:-1])
+        return
+
+    # A tool call, plain and then streamed: id and name kept, arguments valid JSON.
+    whole = client.chat.completions.create(model=model, messages=PROMPT, tools=[TOOL])
     assert isinstance(whole, ChatCompletion)
-    assert whole.model == "chat-claude"
-    content = whole.choices[0].message.content
-    assert content.startswith("[simulated provider sim-ie-anthropic, Dublin, Anthropic protocol]")
-    assert whole.choices[0].finish_reason == "stop"
-    assert whole.usage.prompt_tokens > 0 and whole.usage.completion_tokens > 0
-    assert whole.usage.total_tokens == whole.usage.prompt_tokens + whole.usage.completion_tokens
-    chunks = list(
-        client.chat.completions.create(
-            model="chat-claude", messages=PROMPT, stream=True, stream_options={"include_usage": True}
-        )
-    )
+    assert whole.choices[0].finish_reason == "tool_calls"
+    (call,) = whole.choices[0].message.tool_calls
+    assert call.type == "function"
+    assert call.id.startswith(call_prefix), "the provider's tool call id passes unchanged"
+    assert call.function.name == "lookup"
+    assert json.loads(call.function.arguments) == TOOL_INPUT
+    assert_usage(whole.usage)
+
+    with client.chat.completions.with_streaming_response.create(
+        model=model, messages=PROMPT, tools=[TOOL], stream=True, stream_options={"include_usage": True}
+    ) as raw:
+        assert raw.headers["x-cordon-provider"] == provider
+        chunks = list(raw.parse())
     assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == content
-    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    ids, names, fragments = [], [], []
+    for c in chunks:
+        for tc in (c.choices[0].delta.tool_calls or []) if c.choices else []:
+            assert tc.index == 0
+            if tc.id:
+                ids.append(tc.id)
+            if tc.function and tc.function.name:
+                names.append(tc.function.name)
+            if tc.function and tc.function.arguments:
+                fragments.append(tc.function.arguments)
+    assert len(ids) == 1 and ids[0].startswith(call_prefix)
+    assert names == ["lookup"]
+    assert len(fragments) > 1, "the arguments arrive in pieces"
+    assert json.loads("".join(fragments)) == TOOL_INPUT
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finish == ["tool_calls"]
+    assert_usage(chunks[-1].usage)
 
 
 def test_embeddings_are_typed_float_vectors(demo):
