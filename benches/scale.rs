@@ -1,0 +1,2 @@
+//! Placeholder, replaced by the benchmark of the same name.
+fn main() {}
