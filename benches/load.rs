@@ -17,6 +17,7 @@
     clippy::print_stdout,
     clippy::print_stderr,
     clippy::disallowed_methods,
+    clippy::panic,
     reason = "benchmark harness"
 )]
 
@@ -126,7 +127,7 @@ impl Canned {
         let mut stream: Vec<Bytes> = (0..20)
             .map(|i| {
                 Bytes::from(format!(
-                    "data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench-upstream\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"token{i} \"}},\"finish_reason\":null}}]}}\n\n"
+                    "data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench-upstream\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"token{i} \"}},\"finish_reason\":null}}],\"usage\":null}}\n\n"
                 ))
             })
             .collect();
@@ -263,6 +264,17 @@ struct Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        // SIGINT first, so that a profiler wrapping the proxy writes its data.
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -434,14 +446,14 @@ fn write_cordon_config(dir: &Path, mock: SocketAddr) -> PathBuf {
         ("SE", "SE"),
         ("US", "IE"),
     ];
-    let mut toml = format!(
+    let mut toml = String::from(
         r#"[server]
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 
 [store]
 url = "sqlite://cordon.db"
-"#
+"#,
     );
     for i in 0..20 {
         let (jurisdiction, processing) = countries[i % countries.len()];

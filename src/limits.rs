@@ -25,6 +25,9 @@ type Direct<C> = RateLimiter<
 /// Every tenant's limiters.
 pub struct Limits<C: Clock = DefaultClock> {
     tenants: HashMap<Box<str>, TenantLimits<C>>,
+    /// The limiters' clock, made once: building a `DefaultClock` calibrates
+    /// it (CPUID), far too slow to do per request.
+    clock: C,
 }
 
 struct TenantLimits<C: Clock> {
@@ -70,7 +73,15 @@ impl<C: Clock + Clone> Limits<C> {
                 (t.tenant.as_str().into(), TenantLimits { requests, tokens })
             })
             .collect();
-        Self { tenants }
+        Self {
+            tenants,
+            clock: clock.clone(),
+        }
+    }
+
+    /// [`Limits::admit`] with the limiters' own clock.
+    pub fn admit_now(&self, tenant: &str, now_ms: i64) -> Result<(), Limited> {
+        self.admit(tenant, now_ms, &self.clock)
     }
 
     /// Admits one request for `tenant` at `now_ms`, or says when to retry.

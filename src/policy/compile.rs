@@ -1,12 +1,16 @@
 //! Compiles providers, the floor and tenant policies into a [`Table`]: for each
 //! (tenant, project, model) the providers that pass every undated rule, in
 //! routing order, each with the window of days on which it is eligible. The
-//! request path then answers "who may serve this" with two hash lookups and a
-//! date comparison per candidate.
+//! request path then answers "who may serve this" with two hash lookups
+//! (tenant, model), a binary search for a project, and a date comparison per
+//! candidate. The layout keeps that to two or three cache misses however many
+//! tenants there are: short names and each scope's route row pointer sit in
+//! the hash bucket, and all candidate lists share one array.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
 
 use sha2::{Digest, Sha256};
 
@@ -23,32 +27,49 @@ pub struct Table {
     /// For each model index, the indexes of the providers serving it, by (priority, id).
     pub(super) serving: Box<[Box<[u32]>]>,
     pub(super) floor: Option<Layer>,
-    pub(super) tenants: HashMap<Box<str>, Tenant>,
+    pub(super) tenants: HashMap<Name, Tenant>,
+    /// Every distinct candidate list, end to end: a [`Route`] is a range of it.
+    pub(super) candidates: Box<[Candidate]>,
     pub(super) regions: Regions,
 }
 
-/// One tenant: its policy (for explain) and a scope for itself and each project.
+/// One tenant: a scope for itself and each project, and its policy (for
+/// explain). What a lookup reads comes first and stays small, so that the
+/// hash bucket holds it: the policy is boxed.
 #[derive(Debug)]
 pub(super) struct Tenant {
-    pub(super) policy: TenantPolicy,
     pub(super) base: Scope,
-    pub(super) projects: HashMap<Box<str>, Scope>,
+    /// Sorted by name.
+    pub(super) projects: Box<[(Name, Scope)]>,
+    pub(super) policy: Box<TenantPolicy>,
 }
 
 /// The routes of one (tenant, project), indexed by model.
 #[derive(Debug)]
 pub(super) struct Scope {
-    pub(super) version: PolicyVersion,
     pub(super) routes: Box<[Route]>,
+    pub(super) version: PolicyVersion,
 }
 
-#[derive(Debug, Clone)]
-pub(super) enum Route {
-    /// Some layer's `models.allow` excludes the model.
-    NotAllowed,
-    /// Providers passing every undated rule, in routing order (may be empty).
-    Candidates(Arc<[Candidate]>),
+/// The providers passing every undated rule for one model, in routing order
+/// (may be none), as a range of `Table::candidates`; or, when some layer's
+/// `models.allow` excludes the model, [`Route::NOT_ALLOWED`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Route {
+    start: u32,
+    len: u32,
 }
+
+/// A tenant or project name. Short ones (most) are kept inline, in the hash
+/// bucket or the project list, so that a lookup compares them without
+/// following a pointer to somewhere else in memory.
+#[derive(Clone)]
+pub(super) enum Name {
+    Short { len: u8, bytes: [u8; Name::SHORT] },
+    Long(Box<str>),
+}
+
+const _: () = assert!(size_of::<Name>() == 24);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) struct Candidate {
@@ -97,29 +118,32 @@ impl Table {
             model_names: model_names.into(),
             serving: serving.into_iter().map(Into::into).collect(),
             floor,
-            tenants: HashMap::new(),
+            tenants: HashMap::with_capacity(tenants.len()),
+            candidates: Box::default(),
             regions,
         };
         let mut interner = Interner::default();
         for policy in tenants {
             let base = table.compile_scope(&policy, None, &mut interner);
+            // `policy.projects` is a BTreeMap: already sorted by name.
             let projects = policy
                 .projects
                 .iter()
                 .map(|(name, layer)| {
                     let scope = table.compile_scope(&policy, Some(layer), &mut interner);
-                    (name.as_str().into(), scope)
+                    (Name::new(name), scope)
                 })
                 .collect();
             let tenant = Tenant {
-                policy,
                 base,
                 projects,
+                policy: Box::new(policy),
             };
             table
                 .tenants
-                .insert(tenant.policy.tenant.as_str().into(), tenant);
+                .insert(Name::new(&tenant.policy.tenant), tenant);
         }
+        table.candidates = interner.arena.into();
         table
     }
 
@@ -159,25 +183,24 @@ impl Table {
             (pos.unwrap_or(usize::MAX), idx)
         };
 
+        let mut cands: Vec<Candidate> = Vec::new();
         let routes = self
             .model_names
             .iter()
             .zip(self.serving.iter())
             .map(|(model, serving)| {
                 if !layers.iter().all(|l| l.allows_model(model)) {
-                    return Route::NotAllowed;
+                    return Route::NOT_ALLOWED;
                 }
-                let mut cands: Vec<Candidate> = serving
-                    .iter()
-                    .filter_map(|&i| {
-                        windows[i as usize].map(|window| Candidate {
-                            provider: i,
-                            window,
-                        })
+                cands.clear();
+                cands.extend(serving.iter().filter_map(|&i| {
+                    windows[i as usize].map(|window| Candidate {
+                        provider: i,
+                        window,
                     })
-                    .collect();
+                }));
                 cands.sort_by_key(|c| rank(c.provider));
-                Route::Candidates(interner.intern(cands))
+                interner.intern(&cands)
             })
             .collect();
 
@@ -206,14 +229,14 @@ impl Table {
 
     /// Every tenant's policy, sorted by tenant name.
     pub fn tenants(&self) -> Vec<&TenantPolicy> {
-        let mut v: Vec<&TenantPolicy> = self.tenants.values().map(|t| &t.policy).collect();
+        let mut v: Vec<&TenantPolicy> = self.tenants.values().map(|t| &*t.policy).collect();
         v.sort_by(|a, b| a.tenant.cmp(&b.tenant));
         v
     }
 
     /// One tenant's policy.
     pub fn tenant(&self, tenant: &str) -> Option<&TenantPolicy> {
-        self.tenants.get(tenant).map(|t| &t.policy)
+        self.tenants.get(tenant.as_bytes()).map(|t| &*t.policy)
     }
 
     /// Whether any provider serves this public model name.
@@ -237,22 +260,105 @@ impl Table {
     }
 }
 
+// === impl Name ===
+
+impl Name {
+    /// The longest name kept inline (the enum stays 24 bytes).
+    const SHORT: usize = 22;
+
+    fn new(name: &str) -> Self {
+        match u8::try_from(name.len()) {
+            Ok(len) if name.len() <= Self::SHORT => {
+                let mut bytes = [0; Self::SHORT];
+                bytes[..name.len()].copy_from_slice(name.as_bytes());
+                Name::Short { len, bytes }
+            }
+            _ => Name::Long(name.into()),
+        }
+    }
+
+    /// The name's UTF-8 bytes: lookups compare these, so they need not
+    /// check UTF-8 again (byte order is also `str` order).
+    pub(super) fn as_bytes(&self) -> &[u8] {
+        match self {
+            Name::Short { len, bytes } => &bytes[..usize::from(*len)],
+            Name::Long(s) => s.as_bytes(),
+        }
+    }
+}
+
+/// Hashes, compares and borrows as its bytes, so maps keyed by `Name` are
+/// looked up with `name.as_bytes()`.
+impl Borrow<[u8]> for Name {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl Hash for Name {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Name {}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&String::from_utf8_lossy(self.as_bytes()), f)
+    }
+}
+
+// === impl Route ===
+
+impl Route {
+    /// Some layer's `models.allow` excludes the model.
+    pub(super) const NOT_ALLOWED: Route = Route {
+        start: u32::MAX,
+        len: 0,
+    };
+
+    /// The candidates, in routing order, or `None` when the model is not allowed.
+    pub(super) fn candidates(self, all: &[Candidate]) -> Option<&[Candidate]> {
+        if self == Self::NOT_ALLOWED {
+            return None;
+        }
+        let start = self.start as usize;
+        all.get(start..start + self.len as usize)
+    }
+}
+
 // === impl Interner ===
 
-/// Shares identical candidate lists: many tenants compile to the same ones.
+/// Stores each distinct candidate list once: many scopes compile to the same
+/// ones, and one array keeps them close together.
 #[derive(Default)]
 struct Interner {
-    lists: HashMap<Vec<Candidate>, Arc<[Candidate]>>,
+    arena: Vec<Candidate>,
+    lists: HashMap<Box<[Candidate]>, Route>,
 }
 
 impl Interner {
-    fn intern(&mut self, cands: Vec<Candidate>) -> Arc<[Candidate]> {
-        if let Some(shared) = self.lists.get(&cands) {
-            return shared.clone();
+    fn intern(&mut self, cands: &[Candidate]) -> Route {
+        if let Some(&route) = self.lists.get(cands) {
+            return route;
         }
-        let shared: Arc<[Candidate]> = cands.as_slice().into();
-        self.lists.insert(cands, shared.clone());
-        shared
+        let (Ok(start), Ok(len)) = (u32::try_from(self.arena.len()), u32::try_from(cands.len()))
+        else {
+            // Past 4 billion candidates (48 GB of them) a range no longer
+            // fits: deny (no candidate) rather than point at a wrong list.
+            return Route { start: 0, len: 0 };
+        };
+        let route = Route { start, len };
+        self.arena.extend_from_slice(cands);
+        self.lists.insert(cands.into(), route);
+        route
     }
 }
 

@@ -3,7 +3,7 @@
 //! policy version, or why none can.
 
 use super::PolicyVersion;
-use super::compile::{Candidate, Route, Scope, Table, Tenant};
+use super::compile::{Candidate, Scope, Table, Tenant};
 use super::rules::{self, At, Failure};
 use super::terms::{Date, Layer, Provider};
 
@@ -87,11 +87,11 @@ impl Table {
         let Some(&m) = self.models.get(model) else {
             return Decision::ModelNotServed;
         };
-        match &scope.routes[m] {
-            Route::NotAllowed => Decision::ModelNotAllowed,
-            Route::Candidates(c) => Decision::Route(Routes {
+        match scope.routes[m].candidates(&self.candidates) {
+            None => Decision::ModelNotAllowed,
+            Some(candidates) => Decision::Route(Routes {
                 table: self,
-                candidates: c,
+                candidates,
                 version: scope.version,
                 model,
                 today,
@@ -107,14 +107,15 @@ impl Table {
     ) -> Result<(&Tenant, &Scope), ExplainError> {
         let t = self
             .tenants
-            .get(tenant)
+            .get(tenant.as_bytes())
             .ok_or_else(|| ExplainError::UnknownTenant(tenant.to_owned()))?;
         let scope = match project {
             None => &t.base,
             Some(p) => t
                 .projects
-                .get(p)
-                .ok_or_else(|| ExplainError::UnknownProject {
+                .binary_search_by(|(name, _)| name.as_bytes().cmp(p.as_bytes()))
+                .map(|i| &t.projects[i].1)
+                .map_err(|_| ExplainError::UnknownProject {
                     tenant: tenant.to_owned(),
                     project: p.to_owned(),
                 })?,

@@ -1251,6 +1251,92 @@ fn decisions_for_unknown_tenants_projects_and_models() {
 }
 
 #[test]
+fn tenant_and_project_names_of_every_length_find_their_own_scope() {
+    // Names up to 22 bytes are stored inline, longer ones on the heap: both
+    // sides of the boundary, and names that prefix one another.
+    let short = "t".repeat(22);
+    let long = "t".repeat(23);
+    let longer = format!("tenant-{}", "x".repeat(60));
+    let excluding = |kind, ids: &[&str]| {
+        layer(
+            kind,
+            Rules {
+                exclude_providers: ids.iter().map(|id| pid(id)).collect(),
+                ..open()
+            },
+        )
+    };
+    let named = |name: &str, ids: &[&str]| TenantPolicy {
+        tenant: name.to_owned(),
+        ..policy(excluding(LayerKind::Tenant, ids))
+    };
+    let mut with_projects = named(&long, &[]);
+    for (project, ids) in [
+        ("p", &["de", "us"][..]),
+        ("p-", &["fr", "us"][..]),
+        (&*"p".repeat(22), &["de", "fr"][..]),
+        (&*"p".repeat(30), &["us"][..]),
+    ] {
+        with_projects
+            .projects
+            .insert(project.to_owned(), excluding(LayerKind::Project, ids));
+    }
+    let tenants = vec![
+        named("a", &["de", "us"]),
+        named("ab", &["fr", "us"]),
+        named(&short, &["de", "fr"]),
+        with_projects,
+        named(&longer, &["fr"]),
+    ];
+    let table = Table::compile(fr_de_us(), None, tenants, regions());
+    let decide = |tenant: &str, project: Option<&str>| {
+        outcome(table.decide(tenant, project, MODEL, day(TODAY), None))
+    };
+    assert_eq!(decide("a", None), route(&["fr"]));
+    assert_eq!(decide("ab", None), route(&["de"]));
+    assert_eq!(decide(&short, None), route(&["us"]));
+    assert_eq!(decide(&long, None), route(&["de", "fr", "us"]));
+    assert_eq!(decide(&longer, None), route(&["de", "us"]));
+    assert_eq!(decide(&long, Some("p")), route(&["fr"]));
+    assert_eq!(decide(&long, Some("p-")), route(&["de"]));
+    assert_eq!(decide(&long, Some(&"p".repeat(22))), route(&["us"]));
+    assert_eq!(decide(&long, Some(&"p".repeat(30))), route(&["de", "fr"]));
+    for missing in [
+        "",
+        "b",
+        "abc",
+        &"t".repeat(21),
+        &"t".repeat(24),
+        &longer[1..],
+    ] {
+        assert_eq!(decide(missing, None), Outcome::UnknownTenant, "{missing:?}");
+    }
+    for missing in [
+        "",
+        "q",
+        "p--",
+        &"p".repeat(21),
+        &"p".repeat(23),
+        &"p".repeat(31),
+    ] {
+        assert_eq!(
+            decide(&long, Some(missing)),
+            Outcome::UnknownProject,
+            "{missing:?}"
+        );
+    }
+    assert_eq!(decide("a", Some("p")), Outcome::UnknownProject);
+    let names: Vec<&str> = table.tenants().iter().map(|t| t.tenant.as_str()).collect();
+    assert_eq!(names, ["a", "ab", &longer, &short, &long]);
+    assert_eq!(
+        table
+            .tenant(&longer)
+            .map(|t| t.layer.rules.exclude_providers.len()),
+        Some(1)
+    );
+}
+
+#[test]
 fn a_denial_gives_the_first_failed_rule_of_each_provider() {
     let mut stale = compliant("stale");
     stale.terms.review_by = Some(day(1));

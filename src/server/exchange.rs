@@ -181,11 +181,7 @@ async fn proxy(
     };
 
     // 5. rate limits
-    if let Err(l) = snap.limits.admit(
-        principal.tenant(),
-        ex.time_ms,
-        &governor::clock::DefaultClock::default(),
-    ) {
+    if let Err(l) = snap.limits.admit_now(principal.tenant(), ex.time_ms) {
         state
             .metrics
             .rate_limited

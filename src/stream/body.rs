@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use http_body::{Body, Frame};
 
@@ -86,7 +86,20 @@ impl RelayBody {
         if self.first_content_at.is_none() && self.relay.saw_content() {
             self.first_content_at = Some(Instant::now());
         }
-        self.queue.extend(self.scratch.drain(..));
+        // Events that arrived together leave together: one frame (one HTTP
+        // chunk, one write) rather than one per event.
+        match self.scratch.len() {
+            0 => {}
+            1 => self.queue.extend(self.scratch.drain(..)),
+            _ => {
+                let len = self.scratch.iter().map(Bytes::len).sum();
+                let mut joined = BytesMut::with_capacity(len);
+                for event in self.scratch.drain(..) {
+                    joined.extend_from_slice(&event);
+                }
+                self.queue.push_back(joined.freeze());
+            }
+        }
     }
 }
 

@@ -98,8 +98,9 @@ impl OpenAiRelay {
             self.saw_done = true;
             return true;
         }
-        // Only chunks that mention usage are parsed; content chunks are passed on unread.
-        if !contains(data, b"\"usage\"") {
+        // Only chunks with a usage object are parsed; content chunks (which
+        // carry `"usage":null` once usage is asked for) are passed on unread.
+        if !has_usage_object(data) {
             self.saw_content = true;
             return true;
         }
@@ -260,12 +261,14 @@ pub fn anthropic_body_tokens(body: &[u8]) -> Tokens {
 
 /// The end (exclusive) of the first complete event in `buf`: after a blank line.
 fn event_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i + 1 < buf.len() {
-        match (buf[i], buf[i + 1]) {
-            (b'\n', b'\n') => return Some(i + 2),
-            (b'\r', b'\n') if buf[i + 2..].starts_with(b"\r\n") => return Some(i + 4),
-            _ => i += 1,
+    // An event ends at a blank line: `\n\n` or `\r\n\r\n`.
+    for j in memchr::memchr_iter(b'\n', buf) {
+        match buf.get(j + 1) {
+            Some(b'\n') => return Some(j + 2),
+            Some(b'\r') if j > 0 && buf[j - 1] == b'\r' && buf.get(j + 2) == Some(&b'\n') => {
+                return Some(j + 3);
+            }
+            _ => {}
         }
     }
     None
@@ -282,7 +285,18 @@ fn data_of(event: &[u8]) -> Option<&[u8]> {
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(hay, needle).is_some()
+}
+
+/// Whether a JSON chunk has `"usage": {` (not `"usage": null`). A key in a
+/// string value would be escaped (`\"usage\"`), so it cannot match.
+fn has_usage_object(data: &[u8]) -> bool {
+    memchr::memmem::find_iter(data, b"\"usage\"").any(|at| {
+        let after = data[at + 7..].trim_ascii_start();
+        after
+            .strip_prefix(b":")
+            .is_some_and(|v| v.trim_ascii_start().starts_with(b"{"))
+    })
 }
 
 /// Token usage of a whole (non-streamed) OpenAI response body.
@@ -308,6 +322,52 @@ mod tests {
     const USAGE: &str =
         "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n\n";
     const DONE: &str = "data: [DONE]\n\n";
+
+    /// The byte-by-byte scan `event_end` replaced, as the reference.
+    fn naive_event_end(buf: &[u8]) -> Option<usize> {
+        let mut i = 0;
+        while i + 1 < buf.len() {
+            match (buf[i], buf[i + 1]) {
+                (b'\n', b'\n') => return Some(i + 2),
+                (b'\r', b'\n') if buf[i + 2..].starts_with(b"\r\n") => return Some(i + 4),
+                _ => i += 1,
+            }
+        }
+        None
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn event_end_agrees_with_a_byte_scan(
+            buf in proptest::collection::vec(proptest::sample::select(b"ab\r\n:".to_vec()), 0..40)
+        ) {
+            proptest::prop_assert_eq!(event_end(&buf), naive_event_end(&buf));
+        }
+    }
+
+    #[test]
+    fn usage_null_chunks_are_content_and_usage_objects_are_read() {
+        assert!(!has_usage_object(
+            br#"{"choices":[{"delta":{}}],"usage":null}"#
+        ));
+        assert!(!has_usage_object(br#"{"usage" : null}"#));
+        assert!(!has_usage_object(
+            br#"{"choices":[{"delta":{"content":"\"usage\":{"}}]}"#
+        ));
+        assert!(has_usage_object(
+            br#"{"choices":[],"usage":{"prompt_tokens":1}}"#
+        ));
+        assert!(has_usage_object(br#"{"usage" :  {"prompt_tokens":1}}"#));
+        // A stream where every chunk says `"usage":null` until the last.
+        let null_chunk = "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}],\"usage\":null}\n\n";
+        let (r, out, _) = relay(
+            true,
+            &[null_chunk.as_bytes(), USAGE.as_bytes(), DONE.as_bytes()],
+        );
+        assert_eq!(out, format!("{null_chunk}{DONE}").into_bytes());
+        assert_eq!(r.tokens.prompt, Some(7));
+        assert!(r.saw_content);
+    }
 
     fn relay(strip: bool, pieces: &[&[u8]]) -> (OpenAiRelay, Vec<u8>, usize) {
         let mut r = OpenAiRelay::new(strip);

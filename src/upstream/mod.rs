@@ -27,6 +27,17 @@ pub enum Endpoint {
     Messages,
 }
 
+impl Endpoint {
+    /// The path under a provider's `base_url`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::Embeddings => "/embeddings",
+            Endpoint::Messages => "/messages",
+        }
+    }
+}
+
 /// Every provider's client, indexed like `Table::providers()`.
 #[derive(Debug)]
 pub struct Upstreams {
@@ -39,6 +50,8 @@ pub struct Upstream {
     pub api: Api,
     client: reqwest::Client,
     base_url: String,
+    /// `{base_url}/chat/completions`, `/embeddings`, `/messages`, parsed once.
+    urls: [reqwest::Url; 3],
     /// Credential header, marked sensitive; `None` when the provider needs none.
     auth: Option<(HeaderName, HeaderValue)>,
     headers: HeaderMap,
@@ -129,11 +142,20 @@ impl Upstreams {
                 value.set_sensitive(true);
                 headers.insert(name, value);
             }
+            let url = |endpoint: Endpoint| {
+                reqwest::Url::parse(&format!("{}{}", u.base_url, endpoint.path()))
+                    .map_err(|e| format!("provider `{}`: base_url: {e}", u.id))
+            };
             list.push(Upstream {
                 id: u.id.clone(),
                 api: u.api,
                 client,
                 base_url: u.base_url.clone(),
+                urls: [
+                    url(Endpoint::ChatCompletions)?,
+                    url(Endpoint::Embeddings)?,
+                    url(Endpoint::Messages)?,
+                ],
                 auth,
                 headers,
                 timeout: u.timeout,
@@ -167,14 +189,14 @@ impl Upstream {
         if self.unavailable.is_some() {
             return Err(AttemptError::Unavailable);
         }
-        let path = match endpoint {
-            Endpoint::ChatCompletions => "/chat/completions",
-            Endpoint::Embeddings => "/embeddings",
-            Endpoint::Messages => "/messages",
+        let url = match endpoint {
+            Endpoint::ChatCompletions => &self.urls[0],
+            Endpoint::Embeddings => &self.urls[1],
+            Endpoint::Messages => &self.urls[2],
         };
         let mut req = self
             .client
-            .post(format!("{}{path}", self.base_url))
+            .post(url.clone())
             .headers(self.headers.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(
