@@ -562,7 +562,9 @@ fn start_cordon(mock: SocketAddr, cpu: Option<usize>) -> Proxy {
     // `LOAD_WRAP="valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out"`.
     let wrap = std::env::var("LOAD_WRAP").unwrap_or_default();
     let mut words: Vec<&str> = wrap.split_whitespace().collect();
-    words.push(env!("CARGO_BIN_EXE_cordon"));
+    // `LOAD_CORDON` measures another build of cordon (an A/B comparison).
+    let bin = std::env::var("LOAD_CORDON").unwrap_or(env!("CARGO_BIN_EXE_cordon").to_owned());
+    words.push(&bin);
     let mut child = pinned(cpu, words[0])
         .args(&words[1..])
         .args(["serve", "--config"])

@@ -21,7 +21,20 @@ pub const WATCH_EVERY: Duration = Duration::from_secs(2);
 /// Watches `config_path` and its policies directory until shutdown.
 pub async fn run(state: Arc<State>, config_path: PathBuf, mut shutdown: watch::Receiver<bool>) {
     let policies_dir = state.snapshot.load().config.server.policies_dir.clone();
-    let mut seen = fingerprint(&config_path, &policies_dir);
+    // Both run on the blocking pool: with thousands of policy files neither
+    // may hold up a runtime worker (and so the requests on it).
+    let check = {
+        let (c, p) = (config_path.clone(), policies_dir.clone());
+        move || {
+            let (c, p) = (c.clone(), p.clone());
+            async move {
+                tokio::task::spawn_blocking(move || fingerprint(&c, &p))
+                    .await
+                    .ok()
+            }
+        }
+    };
+    let mut seen = check().await;
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
@@ -41,12 +54,13 @@ pub async fn run(state: Arc<State>, config_path: PathBuf, mut shutdown: watch::R
             _ = signalled => true,
             _ = shutdown.changed() => return,
         };
-        let now = fingerprint(&config_path, &policies_dir);
+        let now = check().await;
         if !forced && now == seen {
             continue;
         }
         seen = now;
-        reload(&state, &config_path);
+        let (st, c) = (state.clone(), config_path.clone());
+        let _ = tokio::task::spawn_blocking(move || reload(&st, &c)).await;
     }
 }
 
@@ -95,12 +109,26 @@ pub fn reload(state: &State, path: &Path) -> bool {
     }
 }
 
-/// A hash of the gateway file and every file in the policies directory.
+/// A hash of the names, sizes and modification times of the gateway file and
+/// every file in the policies directory: one `stat` a file every check, not
+/// a read (an edit that keeps both size and nanosecond mtime is not seen;
+/// SIGHUP reloads regardless).
 fn fingerprint(config: &Path, policies: &Path) -> [u8; 32] {
     let mut h = Sha256::new();
     let mut add = |p: &Path| {
         h.update(p.as_os_str().as_encoded_bytes());
-        h.update(std::fs::read(p).unwrap_or_default());
+        match std::fs::metadata(p) {
+            Ok(m) => {
+                h.update(m.len().to_le_bytes());
+                let mtime = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .unwrap_or_default();
+                h.update(mtime.as_nanos().to_le_bytes());
+            }
+            Err(_) => h.update([0xff]),
+        }
     };
     add(config);
     let mut files: Vec<PathBuf> = std::fs::read_dir(policies)
