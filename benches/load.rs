@@ -93,6 +93,18 @@ fn chat_body(model: &str, stream: bool) -> String {
     .to_string()
 }
 
+/// The Anthropic Messages counterpart of `chat_body(_, true)`.
+fn anthropic_body() -> String {
+    serde_json::json!({
+        "model": "claude-upstream",
+        "max_tokens": 256,
+        "stream": true,
+        "system": "You are a helpful assistant.",
+        "messages": [{"role": "user", "content": "lorem ipsum dolor sit amet ".repeat(36)}],
+    })
+    .to_string()
+}
+
 fn embeddings_body(model: &str) -> String {
     serde_json::json!({
         "model": model,
@@ -432,7 +444,9 @@ http {{
 }
 
 /// 20 providers, 50 tenants, a floor, and projects: the benchmark key belongs
-/// to tenant `acme`, project `app`, whose layers leave 3 of the providers.
+/// to tenant `acme`, project `app`, whose layers (floor: no training; tenant:
+/// EEA processing, EU law, signed DPA; project: retention ≤ 30 days) leave 5
+/// of the OpenAI-protocol providers and both Anthropic-protocol ones.
 fn write_cordon_config(dir: &Path, mock: SocketAddr) -> PathBuf {
     let countries = [
         ("FR", "FR"),
@@ -457,7 +471,8 @@ url = "sqlite://cordon.db"
     );
     for i in 0..20 {
         let (jurisdiction, processing) = countries[i % countries.len()];
-        let anthropic = i % 10 == 9;
+        // p02-ie and p12-ie speak the Anthropic protocol (and are eligible).
+        let anthropic = i % 10 == 2;
         let (api, models, headers) = if anthropic {
             (
                 "anthropic",
@@ -958,6 +973,15 @@ fn main() {
             embeddings_body("bench-embed"),
             embeddings_body("embed-upstream"),
         ),
+        // Through cordon: an OpenAI client, an Anthropic-protocol provider,
+        // the stream translated event by event. Direct and nginx: the
+        // provider's own Anthropic stream.
+        (
+            "translated",
+            "/v1/chat/completions",
+            chat_body("bench-claude", true),
+            anthropic_body(),
+        ),
     ];
     let mut table = String::new();
     let _ = writeln!(
@@ -970,11 +994,21 @@ fn main() {
         if !knobs.wants(name) {
             continue;
         }
+        let direct_path = if *name == "translated" {
+            "/v1/messages"
+        } else {
+            path
+        };
         let targets: [(&str, String, Option<&Proxy>, &str); 3] = [
-            ("direct", format!("http://{mock}{path}"), None, direct_body),
+            (
+                "direct",
+                format!("http://{mock}{direct_path}"),
+                None,
+                direct_body,
+            ),
             (
                 "nginx",
-                format!("http://{}{path}", nginx.addr),
+                format!("http://{}{direct_path}", nginx.addr),
                 Some(&nginx),
                 direct_body,
             ),

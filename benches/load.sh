@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the load benchmark (benches/load.rs): installs its tools if they are
 # missing, raises the open-file limit for the slow-stream test, then builds
-# cordon in release and runs direct / nginx / cordon side by side.
+# cordon in release and runs direct / nginx / cordon side by side
+# (results and every knob: benches/README.md).
 #
-#   benches/load.sh                      # everything, about 8 minutes
+#   benches/load.sh                      # everything, about 10 minutes
 #   LOAD_SECS=5 LOAD_RUNS=1 benches/load.sh   # a quick look
 #   LOAD_ONLY=chat,fixed benches/load.sh      # some parts only
 set -euo pipefail
