@@ -7,10 +7,8 @@
 //! tenants there are: short names and each scope's route row pointer sit in
 //! the hash bucket, and all candidate lists share one array.
 
-use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 
 use sha2::{Digest, Sha256};
 
@@ -60,16 +58,10 @@ pub(super) struct Route {
     len: u32,
 }
 
-/// A tenant or project name. Short ones (most) are kept inline, in the hash
-/// bucket or the project list, so that a lookup compares them without
-/// following a pointer to somewhere else in memory.
-#[derive(Clone)]
-pub(super) enum Name {
-    Short { len: u8, bytes: [u8; Name::SHORT] },
-    Long(Box<str>),
-}
-
-const _: () = assert!(size_of::<Name>() == 24);
+/// A tenant or project name: up to 24 bytes (most names) are kept inline, in
+/// the hash bucket or the project list, so that a lookup compares them
+/// without following a pointer to somewhere else in memory.
+pub(super) type Name = compact_str::CompactString;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) struct Candidate {
@@ -131,7 +123,7 @@ impl Table {
                 .iter()
                 .map(|(name, layer)| {
                     let scope = table.compile_scope(&policy, Some(layer), &mut interner);
-                    (Name::new(name), scope)
+                    (Name::new(name.as_str()), scope)
                 })
                 .collect();
             let tenant = Tenant {
@@ -141,7 +133,7 @@ impl Table {
             };
             table
                 .tenants
-                .insert(Name::new(&tenant.policy.tenant), tenant);
+                .insert(Name::new(tenant.policy.tenant.as_str()), tenant);
         }
         table.candidates = interner.arena.into();
         table
@@ -236,7 +228,7 @@ impl Table {
 
     /// One tenant's policy.
     pub fn tenant(&self, tenant: &str) -> Option<&TenantPolicy> {
-        self.tenants.get(tenant.as_bytes()).map(|t| &*t.policy)
+        self.tenants.get(tenant).map(|t| &*t.policy)
     }
 
     /// Whether any provider serves this public model name.
@@ -257,61 +249,6 @@ impl Table {
     /// Whether any provider has this id (for validating request layers).
     pub fn has_provider(&self, id: &str) -> bool {
         self.provider(id).is_some()
-    }
-}
-
-// === impl Name ===
-
-impl Name {
-    /// The longest name kept inline (the enum stays 24 bytes).
-    const SHORT: usize = 22;
-
-    fn new(name: &str) -> Self {
-        match u8::try_from(name.len()) {
-            Ok(len) if name.len() <= Self::SHORT => {
-                let mut bytes = [0; Self::SHORT];
-                bytes[..name.len()].copy_from_slice(name.as_bytes());
-                Name::Short { len, bytes }
-            }
-            _ => Name::Long(name.into()),
-        }
-    }
-
-    /// The name's UTF-8 bytes: lookups compare these, so they need not
-    /// check UTF-8 again (byte order is also `str` order).
-    pub(super) fn as_bytes(&self) -> &[u8] {
-        match self {
-            Name::Short { len, bytes } => &bytes[..usize::from(*len)],
-            Name::Long(s) => s.as_bytes(),
-        }
-    }
-}
-
-/// Hashes, compares and borrows as its bytes, so maps keyed by `Name` are
-/// looked up with `name.as_bytes()`.
-impl Borrow<[u8]> for Name {
-    fn borrow(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
-
-impl Hash for Name {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
-    }
-}
-
-impl PartialEq for Name {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for Name {}
-
-impl fmt::Debug for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&String::from_utf8_lossy(self.as_bytes()), f)
     }
 }
 

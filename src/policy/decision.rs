@@ -107,13 +107,13 @@ impl Table {
     ) -> Result<(&Tenant, &Scope), ExplainError> {
         let t = self
             .tenants
-            .get(tenant.as_bytes())
+            .get(tenant)
             .ok_or_else(|| ExplainError::UnknownTenant(tenant.to_owned()))?;
         let scope = match project {
             None => &t.base,
             Some(p) => t
                 .projects
-                .binary_search_by(|(name, _)| name.as_bytes().cmp(p.as_bytes()))
+                .binary_search_by(|(name, _)| name.as_str().cmp(p))
                 .map(|i| &t.projects[i].1)
                 .map_err(|_| ExplainError::UnknownProject {
                     tenant: tenant.to_owned(),

@@ -1252,10 +1252,10 @@ fn decisions_for_unknown_tenants_projects_and_models() {
 
 #[test]
 fn tenant_and_project_names_of_every_length_find_their_own_scope() {
-    // Names up to 22 bytes are stored inline, longer ones on the heap: both
+    // Names up to 24 bytes are stored inline, longer ones on the heap: both
     // sides of the boundary, and names that prefix one another.
-    let short = "t".repeat(22);
-    let long = "t".repeat(23);
+    let short = "t".repeat(24);
+    let long = "t".repeat(25);
     let longer = format!("tenant-{}", "x".repeat(60));
     let excluding = |kind, ids: &[&str]| {
         layer(
@@ -1274,7 +1274,7 @@ fn tenant_and_project_names_of_every_length_find_their_own_scope() {
     for (project, ids) in [
         ("p", &["de", "us"][..]),
         ("p-", &["fr", "us"][..]),
-        (&*"p".repeat(22), &["de", "fr"][..]),
+        (&*"p".repeat(24), &["de", "fr"][..]),
         (&*"p".repeat(30), &["us"][..]),
     ] {
         with_projects
@@ -1299,14 +1299,14 @@ fn tenant_and_project_names_of_every_length_find_their_own_scope() {
     assert_eq!(decide(&longer, None), route(&["de", "us"]));
     assert_eq!(decide(&long, Some("p")), route(&["fr"]));
     assert_eq!(decide(&long, Some("p-")), route(&["de"]));
-    assert_eq!(decide(&long, Some(&"p".repeat(22))), route(&["us"]));
+    assert_eq!(decide(&long, Some(&"p".repeat(24))), route(&["us"]));
     assert_eq!(decide(&long, Some(&"p".repeat(30))), route(&["de", "fr"]));
     for missing in [
         "",
         "b",
         "abc",
-        &"t".repeat(21),
-        &"t".repeat(24),
+        &"t".repeat(23),
+        &"t".repeat(26),
         &longer[1..],
     ] {
         assert_eq!(decide(missing, None), Outcome::UnknownTenant, "{missing:?}");

@@ -21,20 +21,13 @@ pub const WATCH_EVERY: Duration = Duration::from_secs(2);
 /// Watches `config_path` and its policies directory until shutdown.
 pub async fn run(state: Arc<State>, config_path: PathBuf, mut shutdown: watch::Receiver<bool>) {
     let policies_dir = state.snapshot.load().config.server.policies_dir.clone();
-    // Both run on the blocking pool: with thousands of policy files neither
-    // may hold up a runtime worker (and so the requests on it).
-    let check = {
+    // The check and the reload run on the blocking pool: with thousands of
+    // policy files neither may hold up a runtime worker (and its requests).
+    let check = || {
         let (c, p) = (config_path.clone(), policies_dir.clone());
-        move || {
-            let (c, p) = (c.clone(), p.clone());
-            async move {
-                tokio::task::spawn_blocking(move || fingerprint(&c, &p))
-                    .await
-                    .ok()
-            }
-        }
+        tokio::task::spawn_blocking(move || fingerprint(&c, &p))
     };
-    let mut seen = check().await;
+    let mut seen = check().await.ok();
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
@@ -54,7 +47,7 @@ pub async fn run(state: Arc<State>, config_path: PathBuf, mut shutdown: watch::R
             _ = signalled => true,
             _ = shutdown.changed() => return,
         };
-        let now = check().await;
+        let now = check().await.ok();
         if !forced && now == seen {
             continue;
         }

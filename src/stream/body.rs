@@ -191,6 +191,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn events_that_arrive_together_leave_as_one_frame() {
+        let chunks: Vec<Result<Bytes, reqwest::Error>> = vec![
+            Ok(Bytes::from_static(b"data: 1\n\ndata: 2\n\ndata: 3\n\n")),
+            Ok(Bytes::from_static(b"data: 4\n\n")),
+        ];
+        let (_, on_end) = recorder();
+        let mut body = RelayBody::new(stream::iter(chunks), OpenAiRelay::new(true), on_end);
+        let mut frames = Vec::new();
+        while let Some(f) = body.frame().await {
+            frames.push(f.unwrap().into_data().unwrap());
+        }
+        assert_eq!(
+            frames,
+            [
+                Bytes::from_static(b"data: 1\n\ndata: 2\n\ndata: 3\n\n"),
+                Bytes::from_static(b"data: 4\n\n"),
+            ]
+        );
+    }
+
+    #[tokio::test]
     async fn dropping_the_body_reports_cancellation_once() {
         let (seen, on_end) = recorder();
         let body = RelayBody::new(stream::pending(), OpenAiRelay::new(false), on_end);
