@@ -329,3 +329,57 @@ async fn a_streamed_request_is_recorded_with_the_providers_tokens_and_a_time_to_
     assert_eq!(p.outcome, "ok");
     assert_eq!((p.prompt_tokens, p.completion_tokens), (Some(3), Some(2)));
 }
+
+/// A provider that goes silent mid-stream for longer than its timeout: the
+/// stream is ended as failed (the client sees a broken body, not a clean
+/// end), the provider's stream is dropped, and the record says so.
+#[tokio::test]
+async fn a_stream_silent_past_the_providers_timeout_is_ended_as_failed() {
+    let mock = MockProvider::start("eu").await;
+    let gw = GatewayBuilder::new()
+        .provider("eu", &mock, r#""gpt-4o" = "gpt-4o-2024-08-06""#, EU_TERMS)
+        .provider_extra("timeout_ms = 400")
+        .tenant("acme", EU_ONLY)
+        .key("acme", None)
+        .start()
+        .await;
+    // Headers at once, then one event every 5 s: silent for longer than 400 ms.
+    mock.set(Behaviour::Stream {
+        chunks: 3,
+        delay: Duration::from_secs(5),
+        prompt_tokens: 9,
+        completion_tokens: 4,
+    });
+    let mut resp = post(&gw, "stream-stalled", &stream_body(None)).await;
+    assert_eq!(resp.status(), 200);
+    let mut got = Vec::new();
+    let ended = loop {
+        match tokio::time::timeout(PATIENCE, resp.chunk()).await {
+            Err(_) => panic!("the stalled stream was never ended"),
+            Ok(Ok(Some(c))) => got.extend_from_slice(&c),
+            Ok(Ok(None)) => break "cleanly",
+            Ok(Err(_)) => break "as an error",
+        }
+    };
+    assert_eq!(
+        ended,
+        "as an error",
+        "got {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(
+        !events(&got).iter().any(|e| e.contains("[DONE]")),
+        "the stream cannot have completed"
+    );
+    eventually("the provider's stream to be dropped", || {
+        mock.streams_aborted() == 1
+    })
+    .await;
+
+    let dir = gw.stop().await;
+    let rows = usage_rows(&dir.path().join("cordon.db")).await;
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0].request_id, "stream-stalled");
+    assert_eq!(rows[0].outcome, "upstream_error", "{:#?}", rows[0]);
+    assert_eq!(rows[0].attempts, 1, "no failover once the stream started");
+}

@@ -27,7 +27,7 @@ use crate::protocol::translate::{self, TranslateError, Wire};
 use crate::stream::body::{Ended, RelayBody, StreamEnd};
 use crate::stream::sse::{self, AnthropicRelay, OpenAiRelay, Tokens};
 use crate::stream::translate::{AnthropicToOpenAiRelay, OpenAiToAnthropicRelay};
-use crate::upstream::{AttemptError, Endpoint};
+use crate::upstream::{AttemptError, Endpoint, UpstreamResponse};
 use crate::usage::UsageRecord;
 
 /// Largest non-streamed response body accepted from a provider.
@@ -325,6 +325,7 @@ async fn proxy(
                 let relay = Relays {
                     model,
                     client_wants_usage: parsed.client_wants_usage,
+                    idle_timeout: up.timeout,
                 };
                 return Ok(relay_stream(ex, resp, sent_at, up.api, relay));
             }
@@ -456,37 +457,46 @@ enum Answer {
         body: Bytes,
     },
     /// A successful stream, to relay as it arrives.
-    Stream(reqwest::Response),
+    Stream(UpstreamResponse),
     /// A retryable status (429, 5xx).
     Retry(StatusCode),
 }
 
 /// Reads a non-streamed response whole (bounded in size), by `deadline`.
-async fn read_whole(
-    mut resp: reqwest::Response,
-    deadline: Instant,
-) -> Result<Answer, AttemptError> {
-    let status = resp.status();
-    let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
-    let mut body = Vec::new();
+async fn read_whole(resp: UpstreamResponse, deadline: Instant) -> Result<Answer, AttemptError> {
+    let (head, mut incoming) = resp.into_parts();
     let deadline = tokio::time::Instant::from_std(deadline);
+    // Most answers arrive in one read: keep that chunk, copy only when there are more.
+    let mut first: Option<Bytes> = None;
+    let mut rest = Vec::new();
+    let mut len = 0;
     loop {
-        match tokio::time::timeout_at(deadline, resp.chunk()).await {
+        match tokio::time::timeout_at(deadline, incoming.frame()).await {
             Err(_) => return Err(AttemptError::Timeout),
-            Ok(Err(_)) => return Err(AttemptError::Connect),
-            Ok(Ok(None)) => break,
-            Ok(Ok(Some(c))) => {
-                if body.len() + c.len() > MAX_UPSTREAM_BODY {
+            Ok(Some(Err(_))) => return Err(AttemptError::Connect),
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => {
+                let Ok(c) = frame.into_data() else { continue };
+                len += c.len();
+                if len > MAX_UPSTREAM_BODY {
                     return Err(AttemptError::Connect);
                 }
-                body.extend_from_slice(&c);
+                match &first {
+                    None if rest.is_empty() => first = Some(c),
+                    _ => {
+                        if let Some(f) = first.take() {
+                            rest.extend_from_slice(&f);
+                        }
+                        rest.extend_from_slice(&c);
+                    }
+                }
             }
         }
     }
     Ok(Answer::Whole {
-        status,
-        content_type,
-        body: Bytes::from(body),
+        status: head.status,
+        content_type: head.headers.get(header::CONTENT_TYPE).cloned(),
+        body: first.unwrap_or_else(|| Bytes::from(rest)),
     })
 }
 
@@ -569,12 +579,14 @@ fn respond_whole(
 struct Relays<'a> {
     model: &'a str,
     client_wants_usage: bool,
+    /// The provider's timeout, also the longest silence allowed mid-stream.
+    idle_timeout: Duration,
 }
 
 /// A streamed response: relayed event by event; `finish` runs when it ends.
 fn relay_stream(
     ex: &mut Exchange,
-    resp: reqwest::Response,
+    resp: UpstreamResponse,
     sent_at: Instant,
     provider_api: Api,
     relays: Relays<'_>,
@@ -605,7 +617,7 @@ fn relay_stream(
             label,
         });
     };
-    let upstream = resp.bytes_stream();
+    let upstream = resp.into_body();
     let body = match (client_api, provider_api) {
         (ClientApi::OpenAi, Api::OpenAi) => RelayBody::new(
             upstream,
@@ -626,7 +638,8 @@ fn relay_stream(
             let inner = translate::OpenAiToAnthropicStream::new(relays.model);
             RelayBody::new(upstream, OpenAiToAnthropicRelay::new(inner), on_end)
         }
-    };
+    }
+    .with_idle_timeout(relays.idle_timeout);
     builder
         .body(body.boxed_unsync())
         .unwrap_or_else(|_| Response::new(full(Bytes::new())))

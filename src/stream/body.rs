@@ -2,23 +2,23 @@
 //! SSE relay and passed on as they arrive. Its end callback runs exactly once:
 //! at the end of the stream, on an upstream error, or when the client goes
 //! away and the body is dropped (which also drops, and so cancels, the
-//! upstream request).
+//! upstream request). An upstream that sends nothing for the provider's
+//! timeout ends the stream as failed.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures_util::Stream;
 use http_body::{Body, Frame};
+use tokio::time::Sleep;
 
 #[cfg(test)]
 use super::sse::OpenAiRelay;
 use super::sse::{Relay, Tokens};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
 
 /// How a stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,32 +43,68 @@ pub struct Ended {
 
 type OnEnd = Box<dyn FnOnce(Ended) + Send>;
 
-/// A relayed SSE body.
-pub struct RelayBody {
-    upstream: Upstream,
+/// A relayed SSE body, reading the upstream body `B`.
+pub struct RelayBody<B> {
+    upstream: B,
     relay: Box<dyn Relay>,
     queue: VecDeque<Bytes>,
     scratch: Vec<Bytes>,
     done: bool,
     first_content_at: Option<Instant>,
     on_end: Option<OnEnd>,
+    idle: Option<Idle>,
 }
 
-impl RelayBody {
+/// The longest silence allowed from upstream. One timer per stream, armed
+/// when upstream first has nothing to give and moved only when it fires, so
+/// a chunk costs a clock read rather than a timer update.
+struct Idle {
+    limit: Duration,
+    last: tokio::time::Instant,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Idle {
+    /// True once upstream has been silent for `limit`; otherwise the timer
+    /// is (re)armed for the end of the current silence and will wake `cx`.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = self.last + self.limit;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        timer.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl<B> RelayBody<B> {
     pub fn new(
-        upstream: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
+        upstream: B,
         relay: impl Relay + 'static,
         on_end: impl FnOnce(Ended) + Send + 'static,
     ) -> Self {
         Self {
-            upstream: Box::pin(upstream),
+            upstream,
             relay: Box::new(relay),
             queue: VecDeque::new(),
             scratch: Vec::new(),
             done: false,
             first_content_at: None,
             on_end: Some(Box::new(on_end)),
+            idle: None,
         }
+    }
+
+    /// Fails the stream when upstream sends nothing for `limit`.
+    pub fn with_idle_timeout(mut self, limit: Duration) -> Self {
+        self.idle = Some(Idle {
+            limit,
+            last: tokio::time::Instant::now(),
+            timer: None,
+        });
+        self
     }
 
     fn end(&mut self, how: StreamEnd) {
@@ -80,6 +116,12 @@ impl RelayBody {
                 at: Instant::now(),
             });
         }
+    }
+
+    fn fail(&mut self, why: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.done = true;
+        self.end(StreamEnd::UpstreamFailed);
+        Poll::Ready(Some(Err(why.into())))
     }
 
     fn take_events(&mut self) {
@@ -103,7 +145,11 @@ impl RelayBody {
     }
 }
 
-impl Body for RelayBody {
+impl<B> Body for RelayBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -120,22 +166,31 @@ impl Body for RelayBody {
                 this.end(StreamEnd::Complete);
                 return Poll::Ready(None);
             }
-            match this.upstream.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    this.relay.push(&chunk, &mut this.scratch);
-                    this.take_events();
+            match Pin::new(&mut this.upstream).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(idle) = &mut this.idle {
+                        idle.last = tokio::time::Instant::now();
+                    }
+                    // Trailers carry nothing to relay.
+                    if let Ok(chunk) = frame.into_data() {
+                        this.relay.push(&chunk, &mut this.scratch);
+                        this.take_events();
+                    }
                 }
-                Poll::Ready(Some(Err(_))) => {
-                    this.done = true;
-                    this.end(StreamEnd::UpstreamFailed);
-                    return Poll::Ready(Some(Err("upstream stream failed".into())));
-                }
+                Poll::Ready(Some(Err(_))) => return this.fail("upstream stream failed"),
                 Poll::Ready(None) => {
                     this.relay.finish(&mut this.scratch);
                     this.take_events();
                     this.done = true;
                 }
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if let Some(idle) = &mut this.idle
+                        && idle.expired(cx)
+                    {
+                        return this.fail("upstream stream stalled");
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }
@@ -145,7 +200,7 @@ impl Body for RelayBody {
     }
 }
 
-impl Drop for RelayBody {
+impl<B> Drop for RelayBody<B> {
     fn drop(&mut self) {
         self.end(StreamEnd::Cancelled);
     }
@@ -155,10 +210,21 @@ impl Drop for RelayBody {
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use futures_util::stream;
-    use http_body_util::BodyExt;
+    use futures_util::{StreamExt, stream};
+    use http_body_util::{BodyExt, StreamBody};
 
     use super::*;
+
+    type Chunks = StreamBody<stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, BoxError>>>>;
+
+    /// An upstream body that yields `chunks`, one read each, then ends.
+    fn upstream(chunks: &[&'static [u8]]) -> Chunks {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = chunks
+            .iter()
+            .map(|c| Ok(Frame::data(Bytes::from_static(c))))
+            .collect();
+        StreamBody::new(stream::iter(frames))
+    }
 
     fn recorder() -> (Arc<Mutex<Vec<Ended>>>, impl FnOnce(Ended) + Send + 'static) {
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -168,16 +234,12 @@ mod tests {
 
     #[tokio::test]
     async fn completes_once_with_usage_and_passes_events() {
-        let chunks: Vec<Result<Bytes, reqwest::Error>> = vec![
-            Ok(Bytes::from_static(
-                b"data: {\"choices\":[{\"delta\":{}}]}\n\ndata: {\"choices\":[],\"usage\":",
-            )),
-            Ok(Bytes::from_static(
-                b"{\"prompt_tokens\":4,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n",
-            )),
-        ];
+        let chunks = upstream(&[
+            b"data: {\"choices\":[{\"delta\":{}}]}\n\ndata: {\"choices\":[],\"usage\":",
+            b"{\"prompt_tokens\":4,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n",
+        ]);
         let (seen, on_end) = recorder();
-        let body = RelayBody::new(stream::iter(chunks), OpenAiRelay::new(true), on_end);
+        let body = RelayBody::new(chunks, OpenAiRelay::new(true), on_end);
         let out = body.collect().await.unwrap().to_bytes();
         assert_eq!(
             &out[..],
@@ -192,12 +254,9 @@ mod tests {
 
     #[tokio::test]
     async fn events_that_arrive_together_leave_as_one_frame() {
-        let chunks: Vec<Result<Bytes, reqwest::Error>> = vec![
-            Ok(Bytes::from_static(b"data: 1\n\ndata: 2\n\ndata: 3\n\n")),
-            Ok(Bytes::from_static(b"data: 4\n\n")),
-        ];
+        let chunks = upstream(&[b"data: 1\n\ndata: 2\n\ndata: 3\n\n", b"data: 4\n\n"]);
         let (_, on_end) = recorder();
-        let mut body = RelayBody::new(stream::iter(chunks), OpenAiRelay::new(true), on_end);
+        let mut body = RelayBody::new(chunks, OpenAiRelay::new(true), on_end);
         let mut frames = Vec::new();
         while let Some(f) = body.frame().await {
             frames.push(f.unwrap().into_data().unwrap());
@@ -214,10 +273,64 @@ mod tests {
     #[tokio::test]
     async fn dropping_the_body_reports_cancellation_once() {
         let (seen, on_end) = recorder();
-        let body = RelayBody::new(stream::pending(), OpenAiRelay::new(false), on_end);
+        let body = RelayBody::new(silent(), OpenAiRelay::new(false), on_end);
         drop(body);
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].how, StreamEnd::Cancelled);
+    }
+
+    /// An upstream that sends one event, then nothing, forever.
+    fn silent() -> impl Body<Data = Bytes, Error = BoxError> + Unpin {
+        let first = stream::iter([Ok::<_, BoxError>(Frame::data(Bytes::from_static(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
+        )))]);
+        StreamBody::new(first.chain(stream::pending()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upstream_silent_for_the_timeout_fails_the_stream() {
+        let (seen, on_end) = recorder();
+        let started = tokio::time::Instant::now();
+        let mut body = RelayBody::new(silent(), OpenAiRelay::new(true), on_end)
+            .with_idle_timeout(Duration::from_secs(30));
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert!(first.starts_with(b"data: "), "the event before the silence");
+        let after = tokio::time::timeout(Duration::from_secs(120), body.frame())
+            .await
+            .expect("a silent upstream must end the stream")
+            .unwrap();
+        assert!(
+            after.is_err(),
+            "ended as an error, not as a complete stream"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(30) && waited < Duration::from_secs(31),
+            "ended after {waited:?} of (paused) time"
+        );
+        assert!(body.frame().await.is_none(), "nothing after the error");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "end callback runs exactly once");
+        assert_eq!(seen[0].how, StreamEnd::UpstreamFailed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn chunks_keep_a_slow_stream_alive_past_the_timeout() {
+        // 5 events, 20 s apart: 100 s in all, with a 30 s idle limit.
+        let events = stream::iter(0..5).then(|i| async move {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            Ok::<_, BoxError>(Frame::data(Bytes::from(format!("data: {i}\n\n"))))
+        });
+        let (seen, on_end) = recorder();
+        let body = RelayBody::new(
+            StreamBody::new(Box::pin(events)),
+            OpenAiRelay::new(true),
+            on_end,
+        )
+        .with_idle_timeout(Duration::from_secs(30));
+        let out = body.collect().await.unwrap().to_bytes();
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 10);
+        assert_eq!(seen.lock().unwrap()[0].how, StreamEnd::Complete);
     }
 }

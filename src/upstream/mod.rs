@@ -1,17 +1,37 @@
-//! Reaching providers: one pooled HTTPS client per provider (its own timeouts
-//! and, optionally, its own extra CA), the provider's credential injected as
-//! its `auth` says, and nothing of the client's headers but what the request
-//! needs. cordon connects only to the configured `base_url`s.
+//! Reaching providers: pooled HTTP/1.1 and HTTP/2 (by ALPN) connections on
+//! hyper's client, one TLS configuration per distinct trust set (the
+//! platform's roots, plus a provider's `ca_file`), the provider's credential
+//! injected as its `auth` says, and nothing of the client's headers but what
+//! the request needs. cordon connects only to the configured `base_url`s.
+//!
+//! Requests are built from parts prepared at load (parsed URIs, header
+//! values), so an attempt parses nothing and allocates little.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use crate::config::{Api, Config, Env};
 use crate::policy::ProviderId;
 use crate::secret::Secret;
+
+/// The client shared by every provider with the same trust set.
+type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A provider's response: head, and a body read as it arrives.
+pub type UpstreamResponse = http::Response<Incoming>;
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
@@ -48,10 +68,10 @@ pub struct Upstreams {
 pub struct Upstream {
     pub id: ProviderId,
     pub api: Api,
-    client: reqwest::Client,
+    client: HttpsClient,
     base_url: String,
     /// `{base_url}/chat/completions`, `/embeddings`, `/messages`, parsed once.
-    urls: [reqwest::Url; 3],
+    uris: [Uri; 3],
     /// Credential header, marked sensitive; `None` when the provider needs none.
     auth: Option<(HeaderName, HeaderValue)>,
     headers: HeaderMap,
@@ -83,34 +103,23 @@ impl Upstreams {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let by_id: HashMap<&str, &crate::config::Upstream> =
             cfg.upstreams.iter().map(|u| (u.id.as_str(), u)).collect();
+        // One client (one pool, one root store) per distinct `ca_file`.
+        let mut clients: HashMap<Option<PathBuf>, HttpsClient> = HashMap::new();
         let mut warnings = Vec::new();
         let mut list = Vec::new();
         for p in cfg.table.providers() {
             let u = by_id
                 .get(p.id.as_str())
                 .ok_or_else(|| format!("provider `{}` has no upstream", p.id))?;
-            let mut builder = reqwest::Client::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .read_timeout(u.timeout)
-                .pool_idle_timeout(POOL_IDLE)
-                .tcp_nodelay(true)
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none());
-            if let Some(ca) = &u.ca_file {
-                let pem = std::fs::read(ca).map_err(|e| {
-                    format!(
-                        "provider `{}`: cannot read ca_file {}: {e}",
-                        u.id,
-                        ca.display()
-                    )
-                })?;
-                let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                    .map_err(|e| format!("provider `{}`: ca_file {}: {e}", u.id, ca.display()))?;
-                builder = builder.tls_certs_merge(certs);
-            }
-            let client = builder
-                .build()
-                .map_err(|e| format!("provider `{}`: cannot build HTTP client: {e}", u.id))?;
+            let client = match clients.get(&u.ca_file) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = https_client(u.ca_file.as_deref())
+                        .map_err(|e| format!("provider `{}`: {e}", u.id))?;
+                    clients.insert(u.ca_file.clone(), c.clone());
+                    c
+                }
+            };
 
             let mut unavailable = None;
             let auth = if u.auth.env.is_empty() {
@@ -142,19 +151,25 @@ impl Upstreams {
                 value.set_sensitive(true);
                 headers.insert(name, value);
             }
-            let url = |endpoint: Endpoint| {
-                reqwest::Url::parse(&format!("{}{}", u.base_url, endpoint.path()))
-                    .map_err(|e| format!("provider `{}`: base_url: {e}", u.id))
+            let uri = |endpoint: Endpoint| {
+                let full = format!("{}{}", u.base_url, endpoint.path());
+                full.parse::<Uri>()
+                    .ok()
+                    .filter(|uri| {
+                        matches!(uri.scheme_str(), Some("http" | "https"))
+                            && uri.authority().is_some()
+                    })
+                    .ok_or_else(|| format!("provider `{}`: base_url is not an http(s) URL", u.id))
             };
             list.push(Upstream {
                 id: u.id.clone(),
                 api: u.api,
                 client,
                 base_url: u.base_url.clone(),
-                urls: [
-                    url(Endpoint::ChatCompletions)?,
-                    url(Endpoint::Embeddings)?,
-                    url(Endpoint::Messages)?,
+                uris: [
+                    uri(Endpoint::ChatCompletions)?,
+                    uri(Endpoint::Embeddings)?,
+                    uri(Endpoint::Messages)?,
                 ],
                 auth,
                 headers,
@@ -185,36 +200,44 @@ impl Upstream {
         body: Bytes,
         stream: bool,
         request_id: &str,
-    ) -> Result<reqwest::Response, AttemptError> {
+    ) -> Result<UpstreamResponse, AttemptError> {
         if self.unavailable.is_some() {
             return Err(AttemptError::Unavailable);
         }
-        let url = match endpoint {
-            Endpoint::ChatCompletions => &self.urls[0],
-            Endpoint::Embeddings => &self.urls[1],
-            Endpoint::Messages => &self.urls[2],
+        let uri = match endpoint {
+            Endpoint::ChatCompletions => &self.uris[0],
+            Endpoint::Embeddings => &self.uris[1],
+            Endpoint::Messages => &self.uris[2],
         };
-        let mut req = self
-            .client
-            .post(url.clone())
-            .headers(self.headers.clone())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(
-                http::header::ACCEPT,
-                if stream {
-                    "text/event-stream"
-                } else {
-                    "application/json"
-                },
-            )
-            .header("x-request-id", request_id)
-            .body(body);
-        if let Some((name, value)) = &self.auth {
-            req = req.header(name.clone(), value.clone());
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = uri.clone();
+        let h = req.headers_mut();
+        h.reserve(self.headers.len() + 4);
+        for (name, value) in &self.headers {
+            h.insert(name.clone(), value.clone());
         }
-        match tokio::time::timeout(self.timeout, req.send()).await {
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static(if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            }),
+        );
+        // The id is ours or was checked as a header value when it arrived.
+        if let Ok(id) = HeaderValue::from_str(request_id) {
+            h.insert(HeaderName::from_static("x-request-id"), id);
+        }
+        if let Some((name, value)) = &self.auth {
+            h.insert(name.clone(), value.clone());
+        }
+        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Err(_) => Err(AttemptError::Timeout),
-            Ok(Err(e)) if e.is_timeout() => Err(AttemptError::Timeout),
             Ok(Err(_)) => Err(AttemptError::Connect),
             Ok(Ok(resp)) => Ok(resp),
         }
@@ -234,6 +257,47 @@ impl std::fmt::Debug for Upstream {
             .field("base_url", &self.base_url)
             .finish_non_exhaustive()
     }
+}
+
+/// A pooled client trusting the platform's roots, plus those of `ca_file`.
+fn https_client(ca_file: Option<&std::path::Path>) -> Result<HttpsClient, String> {
+    let crypto = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = match ca_file {
+        None => rustls_platform_verifier::Verifier::new(crypto.clone()),
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!("ca_file {}: no certificate in it", path.display()));
+            }
+            rustls_platform_verifier::Verifier::new_with_extra_roots(certs, crypto.clone())
+        }
+    }
+    .map_err(|e| format!("cannot load the trusted roots: {e}"))?;
+    let tls = rustls::ClientConfig::builder_with_provider(crypto)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(https))
 }
 
 /// `Authorization: Bearer <key>` for the default header, the key as is otherwise.
