@@ -21,7 +21,7 @@ use crate::auth::{AuthError, Principal};
 use crate::clock;
 use crate::config::Api;
 use crate::error::{ClientApi, ErrorKind, GatewayError};
-use crate::policy::{Decision, Layer, parse_require};
+use crate::policy::{Decision, Layer, ProviderId, parse_require};
 use crate::protocol::openai;
 use crate::protocol::translate::{self, TranslateError, Wire};
 use crate::stream::body::{Ended, RelayBody, StreamEnd};
@@ -45,10 +45,10 @@ struct Exchange {
     model: Option<String>,
     /// Whether the configuration knows the model (else its label is `other`).
     model_known: bool,
-    provider: Option<(usize, String)>,
+    provider: Option<(usize, ProviderId)>,
     upstream_model: Option<String>,
     policy_version: Option<String>,
-    tried: Vec<String>,
+    tried: Vec<ProviderId>,
     upstream_time: Duration,
     streamed: bool,
     provider_api: Option<&'static str>,
@@ -225,13 +225,15 @@ async fn proxy(
         }
     };
     ex.policy_version = Some(routes.version().to_string());
+    // Healthy providers first, in policy order; ejected ones after them.
     let candidates: Vec<usize> = {
         let now = ex.time_ms;
-        let (healthy, ejected): (Vec<usize>, Vec<usize>) = routes
+        let mut c: Vec<(bool, usize)> = routes
             .eligible_indexed()
-            .map(|(i, _)| i)
-            .partition(|i| !snap.health.is_ejected(*i, now));
-        healthy.into_iter().chain(ejected).collect()
+            .map(|(i, _)| (snap.health.is_ejected(i, now), i))
+            .collect();
+        c.sort_by_key(|&(ejected, _)| ejected);
+        c.into_iter().map(|(_, i)| i).collect()
     };
     if candidates.is_empty() {
         let reasons = routes.denial_reasons(principal.tenant(), principal.project());
@@ -305,9 +307,9 @@ async fn proxy(
             ),
         };
         let forward = Bytes::from(forward);
-        ex.provider = Some((idx, up.id.to_string()));
+        ex.provider = Some((idx, up.id.clone()));
         ex.provider_api = Some(api_name(up.api));
-        ex.tried.push(up.id.to_string());
+        ex.tried.push(up.id.clone());
         ex.upstream_model = Some(upstream_model.clone());
         let sent_at = Instant::now();
         let answer = match up.send(up_endpoint, forward, stream, &ex.request_id).await {
@@ -401,12 +403,12 @@ async fn proxy(
         e.kind = ErrorKind::UpstreamError;
         e.message = format!(
             "every eligible provider failed (tried {})",
-            ex.tried.join(", ")
+            join(&ex.tried, ", ")
         );
     } else if e.kind == ErrorKind::UpstreamError && ex.tried.len() > 1 {
         e.message = format!(
             "every eligible provider failed (tried {})",
-            ex.tried.join(", ")
+            join(&ex.tried, ", ")
         );
     }
     Err(e)
@@ -712,7 +714,7 @@ impl Exchange {
         if let Some(v) = self
             .provider
             .as_ref()
-            .and_then(|(_, id)| HeaderValue::from_str(id).ok())
+            .and_then(|(_, id)| HeaderValue::from_str(id.as_str()).ok())
         {
             h.insert("x-cordon-provider", v);
         }
@@ -831,7 +833,7 @@ impl Exchange {
             key_id: principal.key_id().to_string(),
             endpoint: self.endpoint,
             model: model_label.to_owned(),
-            provider: self.provider.map(|(_, id)| id),
+            provider: self.provider.map(|(_, id)| id.as_str().to_owned()),
             upstream_model: self.upstream_model,
             policy_version: self.policy_version,
             prompt_tokens: o.tokens.prompt,
@@ -839,7 +841,7 @@ impl Exchange {
             status: o.status.as_u16(),
             outcome: o.label,
             attempts: u32::try_from(self.tried.len()).unwrap_or(u32::MAX),
-            providers_tried: self.tried.join(","),
+            providers_tried: join(&self.tried, ","),
             latency_ms: total.as_secs_f64() * 1000.0,
             ttft_ms: ttft.map(|t| t.as_secs_f64() * 1000.0),
             overhead_ms: overhead.as_secs_f64() * 1000.0,
@@ -851,6 +853,17 @@ impl Exchange {
 }
 
 // === helpers ===
+
+fn join(ids: &[ProviderId], sep: &str) -> String {
+    let mut out = String::with_capacity(ids.iter().map(|i| i.as_str().len() + sep.len()).sum());
+    for (n, id) in ids.iter().enumerate() {
+        if n > 0 {
+            out.push_str(sep);
+        }
+        out.push_str(id.as_str());
+    }
+    out
+}
 
 fn api_name(api: Api) -> &'static str {
     match api {

@@ -53,7 +53,14 @@ pub struct RelayBody<B> {
     first_content_at: Option<Instant>,
     on_end: Option<OnEnd>,
     idle: Option<Idle>,
+    /// Gathered events wait for one turn of the scheduler (see `poll_frame`).
+    yielded: bool,
+    /// An upstream failure, reported once the events before it are out.
+    failure: Option<&'static str>,
 }
+
+/// Events gathered beyond this many bytes leave without waiting for more.
+const MAX_GATHER: usize = 32 * 1024;
 
 /// The longest silence allowed from upstream. One timer per stream, armed
 /// when upstream first has nothing to give and moved only when it fires, so
@@ -65,17 +72,22 @@ struct Idle {
 }
 
 impl Idle {
-    /// True once upstream has been silent for `limit`; otherwise the timer
-    /// is (re)armed for the end of the current silence and will wake `cx`.
+    /// True once upstream has been silent for `limit`. The timer is armed
+    /// for the end of the silence as it was when armed; when it fires early
+    /// (chunks came since), it is moved to the end of the current silence.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let deadline = self.last + self.limit;
+        let (last, limit) = (self.last, self.limit);
         let timer = self
             .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if timer.deadline() != deadline {
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(last + limit)));
+        while timer.as_mut().poll(cx).is_ready() {
+            let deadline = last + limit;
+            if deadline <= timer.deadline() {
+                return true;
+            }
             timer.as_mut().reset(deadline);
         }
-        timer.as_mut().poll(cx).is_ready()
+        false
     }
 }
 
@@ -94,6 +106,8 @@ impl<B> RelayBody<B> {
             first_content_at: None,
             on_end: Some(Box::new(on_end)),
             idle: None,
+            yielded: false,
+            failure: None,
         }
     }
 
@@ -128,7 +142,7 @@ impl<B> RelayBody<B> {
         if self.first_content_at.is_none() && self.relay.saw_content() {
             self.first_content_at = Some(Instant::now());
         }
-        // Events that arrived together leave together: one frame (one HTTP
+        // Events gathered together leave together: one frame (one HTTP
         // chunk, one write) rather than one per event.
         match self.scratch.len() {
             0 => {}
@@ -157,10 +171,22 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        // An upstream HTTP/1 body hands over one HTTP chunk at a time, from
+        // the connection's own task: a provider's burst of events reaches us
+        // as a run of chunks, each ready only after that task's next turn.
+        // Writing each as it comes costs a syscall (and a wake-up of the
+        // client) per event. So when upstream has nothing right now but
+        // events are gathered, we give the scheduler one turn (wake ourselves,
+        // return Pending) and take whatever became ready; only when upstream
+        // is still quiet after that turn do the gathered events leave. A lone
+        // event waits one scheduler turn (microseconds), never for more data.
         let this = &mut *self;
         loop {
             if let Some(b) = this.queue.pop_front() {
                 return Poll::Ready(Some(Ok(Frame::data(b))));
+            }
+            if let Some(why) = this.failure.take() {
+                return this.fail(why);
             }
             if this.done {
                 this.end(StreamEnd::Complete);
@@ -174,14 +200,29 @@ where
                     // Trailers carry nothing to relay.
                     if let Ok(chunk) = frame.into_data() {
                         this.relay.push(&chunk, &mut this.scratch);
-                        this.take_events();
+                        this.yielded = false;
+                        if this.scratch.iter().map(Bytes::len).sum::<usize>() >= MAX_GATHER {
+                            this.take_events();
+                        }
                     }
                 }
-                Poll::Ready(Some(Err(_))) => return this.fail("upstream stream failed"),
+                Poll::Ready(Some(Err(_))) => {
+                    this.take_events();
+                    this.failure = Some("upstream stream failed");
+                }
                 Poll::Ready(None) => {
                     this.relay.finish(&mut this.scratch);
                     this.take_events();
                     this.done = true;
+                }
+                Poll::Pending if !this.scratch.is_empty() => {
+                    if !this.yielded {
+                        this.yielded = true;
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    this.yielded = false;
+                    this.take_events();
                 }
                 Poll::Pending => {
                     if let Some(idle) = &mut this.idle
@@ -253,7 +294,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn events_that_arrive_together_leave_as_one_frame() {
+    async fn events_ready_together_leave_as_one_frame() {
         let chunks = upstream(&[b"data: 1\n\ndata: 2\n\ndata: 3\n\n", b"data: 4\n\n"]);
         let (_, on_end) = recorder();
         let mut body = RelayBody::new(chunks, OpenAiRelay::new(true), on_end);
@@ -263,11 +304,63 @@ mod tests {
         }
         assert_eq!(
             frames,
+            [Bytes::from_static(
+                b"data: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\n"
+            )]
+        );
+    }
+
+    /// An upstream whose next chunk becomes ready only after another task's
+    /// turn, as hyper's HTTP/1 client body is.
+    fn chunk_per_turn(
+        chunks: &'static [&'static [u8]],
+    ) -> impl Body<Data = Bytes, Error = BoxError> + Unpin {
+        let s = stream::iter(chunks).then(|c| async move {
+            tokio::task::yield_now().await;
+            Ok::<_, BoxError>(Frame::data(Bytes::from_static(c)))
+        });
+        StreamBody::new(Box::pin(s))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_handed_over_one_chunk_per_turn_leaves_as_one_frame_and_a_pause_splits_it() {
+        let burst = chunk_per_turn(&[b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n"]);
+        let later = stream::once(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"data: 4\n\n")))
+        });
+        let upstream = StreamBody::new(Box::pin(
+            http_body_util::BodyStream::new(burst).chain(later),
+        ));
+        let (_, on_end) = recorder();
+        let mut body = RelayBody::new(upstream, OpenAiRelay::new(true), on_end);
+        let mut frames = Vec::new();
+        while let Some(f) = body.frame().await {
+            frames.push(f.unwrap().into_data().unwrap());
+        }
+        assert_eq!(
+            frames,
             [
                 Bytes::from_static(b"data: 1\n\ndata: 2\n\ndata: 3\n\n"),
                 Bytes::from_static(b"data: 4\n\n"),
-            ]
+            ],
+            "the burst is gathered; the event 50 ms later is not waited for"
         );
+    }
+
+    #[tokio::test]
+    async fn events_before_an_upstream_failure_are_delivered_then_the_error() {
+        let frames = stream::iter([
+            Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"data: 1\n\n"))),
+            Err::<Frame<Bytes>, BoxError>("connection reset".into()),
+        ]);
+        let (seen, on_end) = recorder();
+        let mut body = RelayBody::new(StreamBody::new(frames), OpenAiRelay::new(true), on_end);
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, Bytes::from_static(b"data: 1\n\n"));
+        assert!(body.frame().await.unwrap().is_err());
+        assert!(body.frame().await.is_none());
+        assert_eq!(seen.lock().unwrap()[0].how, StreamEnd::UpstreamFailed);
     }
 
     #[tokio::test]
