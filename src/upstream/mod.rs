@@ -1,8 +1,9 @@
 //! Reaching providers: pooled HTTP/1.1 and HTTP/2 (by ALPN) connections on
-//! hyper's client, one TLS configuration per distinct trust set (the
-//! platform's roots, plus a provider's `ca_file`), the provider's credential
-//! injected as its `auth` says, and nothing of the client's headers but what
-//! the request needs. cordon connects only to the configured `base_url`s.
+//! hyper's client, one pool per provider, one TLS configuration per distinct
+//! trust set (the platform's roots, plus a provider's `ca_file`), the
+//! provider's credential injected as its `auth` says, and nothing of the
+//! client's headers but what the request needs. cordon connects only to the
+//! configured `base_url`s.
 //!
 //! Requests are built from parts prepared at load (parsed URIs, header
 //! values), so an attempt parses nothing and allocates little.
@@ -27,7 +28,7 @@ use crate::config::{Api, Config, Env};
 use crate::policy::ProviderId;
 use crate::secret::Secret;
 
-/// The client shared by every provider with the same trust set.
+/// A provider's client: its own connection pool.
 type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// A provider's response: head, and a body read as it arrives.
@@ -103,23 +104,25 @@ impl Upstreams {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let by_id: HashMap<&str, &crate::config::Upstream> =
             cfg.upstreams.iter().map(|u| (u.id.as_str(), u)).collect();
-        // One client (one pool, one root store) per distinct `ca_file`.
-        let mut clients: HashMap<Option<PathBuf>, HttpsClient> = HashMap::new();
+        // One TLS configuration (one root store) per distinct `ca_file`; one
+        // client, so one connection pool and its lock, per provider.
+        let mut trust: HashMap<Option<PathBuf>, rustls::ClientConfig> = HashMap::new();
         let mut warnings = Vec::new();
         let mut list = Vec::new();
         for p in cfg.table.providers() {
             let u = by_id
                 .get(p.id.as_str())
                 .ok_or_else(|| format!("provider `{}` has no upstream", p.id))?;
-            let client = match clients.get(&u.ca_file) {
-                Some(c) => c.clone(),
+            let tls = match trust.get(&u.ca_file) {
+                Some(t) => t.clone(),
                 None => {
-                    let c = https_client(u.ca_file.as_deref())
+                    let t = tls_config(u.ca_file.as_deref())
                         .map_err(|e| format!("provider `{}`: {e}", u.id))?;
-                    clients.insert(u.ca_file.clone(), c.clone());
-                    c
+                    trust.insert(u.ca_file.clone(), t.clone());
+                    t
                 }
             };
+            let client = https_client(tls);
 
             let mut unavailable = None;
             let auth = if u.auth.env.is_empty() {
@@ -259,8 +262,8 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
-/// A pooled client trusting the platform's roots, plus those of `ca_file`.
-fn https_client(ca_file: Option<&std::path::Path>) -> Result<HttpsClient, String> {
+/// TLS trusting the platform's roots, plus those of `ca_file`.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
     let crypto = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = match ca_file {
         None => rustls_platform_verifier::Verifier::new(crypto.clone()),
@@ -277,12 +280,16 @@ fn https_client(ca_file: Option<&std::path::Path>) -> Result<HttpsClient, String
         }
     }
     .map_err(|e| format!("cannot load the trusted roots: {e}"))?;
-    let tls = rustls::ClientConfig::builder_with_provider(crypto)
+    Ok(rustls::ClientConfig::builder_with_provider(crypto)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS configuration: {e}"))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+        .with_no_client_auth())
+}
+
+/// A pooled HTTP/1.1 and HTTP/2 (by ALPN) client with `tls`.
+fn https_client(tls: rustls::ClientConfig) -> HttpsClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -293,11 +300,11 @@ fn https_client(ca_file: Option<&std::path::Path>) -> Result<HttpsClient, String
         .enable_http1()
         .enable_http2()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
+    Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
-        .build(https))
+        .build(https)
 }
 
 /// `Authorization: Bearer <key>` for the default header, the key as is otherwise.
