@@ -878,6 +878,28 @@ async fn slow_streams(client: &reqwest::Client, proxy: &Proxy, n: usize) -> (f64
 
 // ------------------------------------------------------------------ main ---
 
+/// The chat endpoint direct, through nginx and through cordon (with its key),
+/// each with the body it is sent: `direct_body` for the first two.
+fn chat_targets<'a>(
+    mock: SocketAddr,
+    nginx: &SocketAddr,
+    cordon: &'a Proxy,
+    cordon_body: &'a str,
+    direct_body: &'a str,
+) -> [(&'static str, String, Option<&'a str>, &'a str); 3] {
+    let url = |addr: &dyn std::fmt::Display| format!("http://{addr}/v1/chat/completions");
+    [
+        ("direct", url(&mock), None, direct_body),
+        ("nginx", url(nginx), None, direct_body),
+        (
+            "cordon",
+            url(&cordon.addr),
+            cordon.key.as_deref(),
+            cordon_body,
+        ),
+    ]
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
@@ -1075,27 +1097,7 @@ fn main() {
             knobs.rate
         );
         let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|");
-        let (cb, db) = (&scenarios[0].2, &scenarios[0].3);
-        let targets: [(&str, String, Option<&str>, &str); 3] = [
-            (
-                "direct",
-                format!("http://{mock}/v1/chat/completions"),
-                None,
-                db,
-            ),
-            (
-                "nginx",
-                format!("http://{}/v1/chat/completions", nginx.addr),
-                None,
-                db,
-            ),
-            (
-                "cordon",
-                format!("http://{}/v1/chat/completions", cordon.addr),
-                cordon.key.as_deref(),
-                cb,
-            ),
-        ];
+        let targets = chat_targets(mock, &nginx.addr, &cordon, &scenarios[0].2, &scenarios[0].3);
         let mut runs: Vec<Vec<Fixed>> = vec![Vec::new(); 3];
         for _ in 0..knobs.runs {
             for (i, (_, url, key, body)) in targets.iter().enumerate() {
@@ -1144,27 +1146,7 @@ fn main() {
             knobs.stream_rate
         );
         let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|");
-        let (cb, db) = (&scenarios[1].2, &scenarios[1].3);
-        let targets: [(&str, String, Option<&str>, &str); 3] = [
-            (
-                "direct",
-                format!("http://{mock}/v1/chat/completions"),
-                None,
-                db,
-            ),
-            (
-                "nginx",
-                format!("http://{}/v1/chat/completions", nginx.addr),
-                None,
-                db,
-            ),
-            (
-                "cordon",
-                format!("http://{}/v1/chat/completions", cordon.addr),
-                cordon.key.as_deref(),
-                cb,
-            ),
-        ];
+        let targets = chat_targets(mock, &nginx.addr, &cordon, &scenarios[1].2, &scenarios[1].3);
         let mut runs: Vec<Vec<StreamTimes>> = vec![Vec::new(); 3];
         rt.block_on(async {
             for (_, url, key, body) in &targets {

@@ -466,39 +466,19 @@ enum Answer {
 
 /// Reads a non-streamed response whole (bounded in size), by `deadline`.
 async fn read_whole(resp: UpstreamResponse, deadline: Instant) -> Result<Answer, AttemptError> {
-    let (head, mut incoming) = resp.into_parts();
+    let (head, incoming) = resp.into_parts();
     let deadline = tokio::time::Instant::from_std(deadline);
-    // Most answers arrive in one read: keep that chunk, copy only when there are more.
-    let mut first: Option<Bytes> = None;
-    let mut rest = Vec::new();
-    let mut len = 0;
-    loop {
-        match tokio::time::timeout_at(deadline, incoming.frame()).await {
-            Err(_) => return Err(AttemptError::Timeout),
-            Ok(Some(Err(_))) => return Err(AttemptError::Connect),
-            Ok(None) => break,
-            Ok(Some(Ok(frame))) => {
-                let Ok(c) = frame.into_data() else { continue };
-                len += c.len();
-                if len > MAX_UPSTREAM_BODY {
-                    return Err(AttemptError::Connect);
-                }
-                match &first {
-                    None if rest.is_empty() => first = Some(c),
-                    _ => {
-                        if let Some(f) = first.take() {
-                            rest.extend_from_slice(&f);
-                        }
-                        rest.extend_from_slice(&c);
-                    }
-                }
-            }
-        }
-    }
+    let whole = Limited::new(incoming, MAX_UPSTREAM_BODY).collect();
+    let body = match tokio::time::timeout_at(deadline, whole).await {
+        Err(_) => return Err(AttemptError::Timeout),
+        // A broken connection or a body over the limit.
+        Ok(Err(_)) => return Err(AttemptError::Connect),
+        Ok(Ok(c)) => c.to_bytes(),
+    };
     Ok(Answer::Whole {
         status: head.status,
         content_type: head.headers.get(header::CONTENT_TYPE).cloned(),
-        body: first.unwrap_or_else(|| Bytes::from(rest)),
+        body,
     })
 }
 

@@ -5,7 +5,6 @@
 //! upstream request). An upstream that sends nothing for the provider's
 //! timeout ends the stream as failed.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -47,7 +46,8 @@ type OnEnd = Box<dyn FnOnce(Ended) + Send>;
 pub struct RelayBody<B> {
     upstream: B,
     relay: Box<dyn Relay>,
-    queue: VecDeque<Bytes>,
+    /// The next frame for the client: the events gathered last, joined.
+    ready: Option<Bytes>,
     scratch: Vec<Bytes>,
     done: bool,
     first_content_at: Option<Instant>,
@@ -105,7 +105,7 @@ impl<B> RelayBody<B> {
         Self {
             upstream,
             relay: Box::new(relay),
-            queue: VecDeque::new(),
+            ready: None,
             scratch: Vec::new(),
             done: false,
             first_content_at: None,
@@ -149,18 +149,18 @@ impl<B> RelayBody<B> {
         }
         // Events gathered together leave together: one frame (one HTTP
         // chunk, one write) rather than one per event.
-        match self.scratch.len() {
-            0 => {}
-            1 => self.queue.extend(self.scratch.drain(..)),
+        self.ready = match self.scratch.len() {
+            0 => return,
+            1 => self.scratch.pop(),
             _ => {
                 let len = self.scratch.iter().map(Bytes::len).sum();
                 let mut joined = BytesMut::with_capacity(len);
                 for event in self.scratch.drain(..) {
                     joined.extend_from_slice(&event);
                 }
-                self.queue.push_back(joined.freeze());
+                Some(joined.freeze())
             }
-        }
+        };
     }
 }
 
@@ -187,7 +187,7 @@ where
         // leave. A lone event waits two scheduler turns, never for more data.
         let this = &mut *self;
         loop {
-            if let Some(b) = this.queue.pop_front() {
+            if let Some(b) = this.ready.take() {
                 return Poll::Ready(Some(Ok(Frame::data(b))));
             }
             if let Some(why) = this.failure.take() {
@@ -242,7 +242,7 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done && self.queue.is_empty() && self.on_end.is_none()
+        self.done && self.ready.is_none() && self.on_end.is_none()
     }
 }
 
