@@ -1,12 +1,14 @@
-//! Reaching providers: pooled HTTP/1.1 and HTTP/2 (by ALPN) connections on
-//! hyper's client, one pool per provider, one TLS configuration per distinct
-//! trust set (the platform's roots, plus a provider's `ca_file`), the
+//! Reaching providers: pooled HTTP/1.1 connections (see [`pool`]), one pool
+//! per provider, one TLS configuration per distinct trust set (the
+//! platform's roots, plus a provider's `ca_file`), the
 //! provider's credential injected as its `auth` says, and nothing of the
 //! client's headers but what the request needs. cordon connects only to the
 //! configured `base_url`s.
 //!
 //! Requests are built from parts prepared at load (parsed URIs, header
 //! values), so an attempt parses nothing and allocates little.
+
+mod pool;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,11 +18,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
@@ -28,14 +27,11 @@ use crate::config::{Api, Config, Env};
 use crate::policy::ProviderId;
 use crate::secret::Secret;
 
-/// A provider's client: its own connection pool.
-type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub use pool::{MAX_IDLE, Pool, UpstreamBody};
 
 /// A provider's response: head, and a body read as it arrives.
-pub type UpstreamResponse = http::Response<Incoming>;
+pub type UpstreamResponse = http::Response<UpstreamBody>;
 
-/// How long an idle pooled connection is kept.
-const POOL_IDLE: Duration = Duration::from_secs(90);
 /// Connect timeout, separate from the provider's response timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -69,7 +65,7 @@ pub struct Upstreams {
 pub struct Upstream {
     pub id: ProviderId,
     pub api: Api,
-    client: HttpsClient,
+    pool: Arc<Pool>,
     base_url: String,
     /// `{base_url}/chat/completions`, `/embeddings`, `/messages`, parsed once.
     uris: [Uri; 3],
@@ -122,7 +118,7 @@ impl Upstreams {
                     t
                 }
             };
-            let client = https_client(tls);
+            let pool = Pool::new(https_connector(tls));
 
             let mut unavailable = None;
             let auth = if u.auth.env.is_empty() {
@@ -167,7 +163,7 @@ impl Upstreams {
             list.push(Upstream {
                 id: u.id.clone(),
                 api: u.api,
-                client,
+                pool,
                 base_url: u.base_url.clone(),
                 uris: [
                     uri(Endpoint::ChatCompletions)?,
@@ -239,11 +235,16 @@ impl Upstream {
         if let Some((name, value)) = &self.auth {
             h.insert(name.clone(), value.clone());
         }
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+        match tokio::time::timeout(self.timeout, self.pool.send(req)).await {
             Err(_) => Err(AttemptError::Timeout),
             Ok(Err(_)) => Err(AttemptError::Connect),
             Ok(Ok(resp)) => Ok(resp),
         }
+    }
+
+    /// The provider's connection pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// The provider's own name for a public model.
@@ -288,23 +289,17 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig,
         .with_no_client_auth())
 }
 
-/// A pooled HTTP/1.1 and HTTP/2 (by ALPN) client with `tls`.
-fn https_client(tls: rustls::ClientConfig) -> HttpsClient {
+/// Connects over TCP, or TLS with `tls` offering only HTTP/1.1 by ALPN.
+fn https_connector(tls: rustls::ClientConfig) -> HttpsConnector<HttpConnector> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(https)
+        .wrap_connector(http)
 }
 
 /// `Authorization: Bearer <key>` for the default header, the key as is otherwise.

@@ -26,6 +26,7 @@ pub struct Received {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    pub version: hyper::Version,
 }
 
 impl Received {
@@ -94,6 +95,8 @@ pub struct MockProvider {
     /// The bytes each stream wrote (or tried to write) to its response body,
     /// one entry per stream.
     sent: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Connections accepted.
+    connections: Arc<AtomicUsize>,
 }
 
 pub type MockBody = BoxBody<Bytes, Infallible>;
@@ -162,6 +165,7 @@ impl MockProvider {
             last_chunk: Arc::default(),
             aborted: Arc::default(),
             sent: Arc::default(),
+            connections: Arc::default(),
         };
         let m = mock.clone();
         tokio::spawn(async move {
@@ -169,6 +173,7 @@ impl MockProvider {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                m.connections.fetch_add(1, Ordering::SeqCst);
                 let m = m.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
@@ -210,6 +215,11 @@ impl MockProvider {
         self.received.lock().unwrap().clone()
     }
 
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
     pub fn count(&self) -> usize {
         self.received.lock().unwrap().len()
     }
@@ -234,6 +244,7 @@ impl MockProvider {
 
     async fn answer(&self, req: Request<hyper::body::Incoming>) -> Response<MockBody> {
         let method = req.method().to_string();
+        let version = req.version();
         let path = req.uri().path().to_owned();
         let headers = req
             .headers()
@@ -260,6 +271,7 @@ impl MockProvider {
             path: path.clone(),
             headers,
             body: body.clone(),
+            version,
         });
         let behaviour = self.behaviour.lock().unwrap().clone();
         let wants_stream = serde_json::from_slice::<serde_json::Value>(&body)
