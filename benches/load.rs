@@ -782,8 +782,8 @@ async fn stream_at_rate(
     let start = tokio::time::Instant::now();
     let mut tasks = Vec::with_capacity(n as usize);
     for i in 0..n {
-        // Open loop: each request starts at its scheduled time, and its
-        // latency counts from then (no coordinated omission).
+        // Open loop: each request starts at its scheduled time, whatever the
+        // earlier ones are doing.
         let scheduled = start + interval * i as u32;
         tokio::time::sleep_until(scheduled).await;
         let mut req = client
@@ -794,6 +794,11 @@ async fn stream_at_rate(
             req = req.bearer_auth(k);
         }
         tasks.push(tokio::spawn(async move {
+            // Timed from the send itself, not from `scheduled`: tokio's timer
+            // wakes up to a millisecond late, which would drown the
+            // differences measured here. Each request is its own task, so a
+            // slow answer never delays the next send.
+            let sent = std::time::Instant::now();
             let resp = req.send().await.ok()?;
             if !resp.status().is_success() {
                 return None;
@@ -801,9 +806,9 @@ async fn stream_at_rate(
             let mut resp = resp;
             let mut first = None;
             while let Some(_c) = resp.chunk().await.ok()? {
-                first.get_or_insert_with(|| scheduled.elapsed());
+                first.get_or_insert_with(|| sent.elapsed());
             }
-            Some((first?, scheduled.elapsed()))
+            Some((first?, sent.elapsed()))
         }));
     }
     let mut ttfb = Vec::new();

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::anthropic;
@@ -131,8 +131,9 @@ fn check_keys(o: &Obj, allowed: &[&str], path: &str) -> Result<(), TranslateErro
 }
 
 fn to_vec(v: &Value) -> Vec<u8> {
-    // `Value`'s Display is its JSON text and cannot fail.
-    v.to_string().into_bytes()
+    let mut b = Vec::with_capacity(256);
+    write_json(&mut b, v);
+    b
 }
 
 fn positive_int(v: &Value, path: &str) -> Result<u64, TranslateError> {
@@ -1367,22 +1368,86 @@ pub fn sse_fields(event: &[u8]) -> (Option<&str>, Vec<u8>) {
     (name, data)
 }
 
-fn openai_event(v: &Value) -> Bytes {
-    let mut b = Vec::with_capacity(128);
+fn openai_event<T: Serialize + ?Sized>(v: &T) -> Bytes {
+    let mut b = Vec::with_capacity(160);
     b.extend_from_slice(b"data: ");
-    b.extend_from_slice(&to_vec(v));
+    write_json(&mut b, v);
     b.extend_from_slice(b"\n\n");
     Bytes::from(b)
 }
 
-fn anthropic_event(name: &str, v: &Value) -> Bytes {
-    let mut b = Vec::with_capacity(128);
+fn anthropic_event<T: Serialize + ?Sized>(name: &str, v: &T) -> Bytes {
+    let mut b = Vec::with_capacity(160);
     b.extend_from_slice(b"event: ");
     b.extend_from_slice(name.as_bytes());
     b.extend_from_slice(b"\ndata: ");
-    b.extend_from_slice(&to_vec(v));
+    write_json(&mut b, v);
     b.extend_from_slice(b"\n\n");
     Bytes::from(b)
+}
+
+/// Appends `v` as JSON. serde_json fails only on a map with non-string keys
+/// or a `Serialize` impl that fails; the events here have neither.
+fn write_json<T: Serialize + ?Sized>(b: &mut Vec<u8>, v: &T) {
+    let _ = serde_json::to_writer(b, v);
+}
+
+// The events sent for every streamed token, written straight from these
+// instead of through a `Value` (a map and a copy of every string per event).
+// Fields are in the order a `Value` would print them (sorted), so the bytes
+// are the same either way.
+
+/// An OpenAI `chat.completion.chunk` with one choice.
+#[derive(Serialize)]
+struct ChunkOut<'a, D> {
+    choices: [ChoiceOut<'a, D>; 1],
+    created: i64,
+    id: &'a str,
+    model: &'a str,
+    object: &'static str,
+}
+
+#[derive(Serialize)]
+struct ChoiceOut<'a, D> {
+    delta: D,
+    finish_reason: Option<&'a str>,
+    index: u32,
+    /// Always `null`.
+    logprobs: (),
+}
+
+/// `{"content": ...}`
+#[derive(Serialize)]
+struct ContentOut<'a> {
+    content: &'a str,
+}
+
+/// `{"content": "", "role": "assistant"}`
+#[derive(Serialize)]
+struct RoleOut {
+    content: &'static str,
+    role: &'static str,
+}
+
+/// `{}`
+#[derive(Serialize)]
+struct EmptyOut {}
+
+/// An Anthropic `content_block_delta` event's data.
+#[derive(Serialize)]
+struct BlockDeltaOut<D> {
+    delta: D,
+    index: u64,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// `{"text": ..., "type": "text_delta"}`
+#[derive(Serialize)]
+struct TextDeltaOut<'a> {
+    text: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 /// Re-emits an Anthropic Messages stream as OpenAI `chat.completion.chunk`
@@ -1430,13 +1495,19 @@ impl AnthropicToOpenAiStream {
         self.done
     }
 
-    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
-        json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+    /// One `chat.completion.chunk` event carrying `delta`.
+    fn chunk<D: Serialize>(&self, delta: D, finish: Option<&str>) -> Bytes {
+        openai_event(&ChunkOut {
+            choices: [ChoiceOut {
+                delta,
+                finish_reason: finish,
+                index: 0,
+                logprobs: (),
+            }],
+            created: self.created,
+            id: &self.id,
+            model: &self.model,
+            object: "chat.completion.chunk",
         })
     }
 
@@ -1455,8 +1526,12 @@ impl AnthropicToOpenAiStream {
             E::MessageStart { message } => {
                 self.id = message.id;
                 self.usage.update_anthropic(&message.usage);
-                out.push(openai_event(
-                    &self.chunk(json!({"role": "assistant", "content": ""}), None),
+                out.push(self.chunk(
+                    RoleOut {
+                        content: "",
+                        role: "assistant",
+                    },
+                    None,
                 ));
             }
             E::ContentBlockStart {
@@ -1464,7 +1539,7 @@ impl AnthropicToOpenAiStream {
                 content_block,
             } => match content_block {
                 anthropic::Block::Text { text } if !text.is_empty() => {
-                    out.push(openai_event(&self.chunk(json!({ "content": text }), None)));
+                    out.push(self.chunk(ContentOut { content: &text }, None));
                 }
                 anthropic::Block::ToolUse { id, name, input } => {
                     let n = self.tools.len() as u64;
@@ -1476,22 +1551,18 @@ impl AnthropicToOpenAiStream {
                     };
                     let call = json!({"index": n, "id": id, "type": "function",
                         "function": {"name": name, "arguments": args}});
-                    out.push(openai_event(
-                        &self.chunk(json!({ "tool_calls": [call] }), None),
-                    ));
+                    out.push(self.chunk(json!({ "tool_calls": [call] }), None));
                 }
                 _ => {}
             },
             E::ContentBlockDelta { index, delta } => match delta {
                 anthropic::Delta::TextDelta { text } => {
-                    out.push(openai_event(&self.chunk(json!({ "content": text }), None)));
+                    out.push(self.chunk(ContentOut { content: &text }, None));
                 }
                 anthropic::Delta::InputJsonDelta { partial_json } => {
                     if let Some(n) = self.tools.get(&index) {
                         let call = json!({"index": n, "function": {"arguments": partial_json}});
-                        out.push(openai_event(
-                            &self.chunk(json!({ "tool_calls": [call] }), None),
-                        ));
+                        out.push(self.chunk(json!({ "tool_calls": [call] }), None));
                     }
                 }
                 anthropic::Delta::Other => {}
@@ -1502,7 +1573,7 @@ impl AnthropicToOpenAiStream {
                 }
                 self.saw_finish = true;
                 let f = finish_reason(delta.stop_reason.as_deref());
-                out.push(openai_event(&self.chunk(json!({}), Some(f))));
+                out.push(self.chunk(EmptyOut {}, Some(f)));
             }
             E::MessageStop => self.end(out),
             E::Error { error } => {
@@ -1649,8 +1720,14 @@ impl OpenAiToAnthropicStream {
             let index = self.next_block - 1;
             out.push(anthropic_event(
                 "content_block_delta",
-                &json!({"type": "content_block_delta", "index": index,
-                    "delta": {"type": "text_delta", "text": text}}),
+                &BlockDeltaOut {
+                    delta: TextDeltaOut {
+                        text: &text,
+                        kind: "text_delta",
+                    },
+                    index,
+                    kind: "content_block_delta",
+                },
             ));
         }
         if delta.refusal.is_some() {

@@ -122,8 +122,9 @@ impl Writer {
             }
 
             let n = pending.len().min(BATCH);
-            let batch: Vec<UsageRecord> = pending.range(..n).cloned().collect();
-            match self.store.insert_usage(&batch).await {
+            // Stored straight from the queue: no copy of the records.
+            let batch = &pending.make_contiguous()[..n];
+            match self.store.insert_usage(batch).await {
                 Ok(()) => {
                     pending.drain(..n);
                     self.depth.fetch_sub(n as i64, Ordering::Relaxed);

@@ -1238,3 +1238,53 @@ proptest! {
         }
     }
 }
+
+/// The per-token events are written from typed structs, not `Value`s; the
+/// bytes must be what the `Value` path printed (sorted keys, `null`s kept),
+/// including for text that needs escaping.
+#[test]
+fn typed_stream_events_print_the_same_bytes_as_values() {
+    let text = "say \"hi\"\n\u{1F600} \\ done";
+    let mut s = AnthropicToOpenAiStream::new("pub", false).with_created(42);
+    let mut out = Vec::new();
+    let start = r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":3,"output_tokens":1}}}"#;
+    s.push(Some("message_start"), start.as_bytes(), &mut out);
+    let delta = json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}});
+    s.push(
+        Some("content_block_delta"),
+        delta.to_string().as_bytes(),
+        &mut out,
+    );
+    let stop = r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":5}}"#;
+    s.push(Some("message_delta"), stop.as_bytes(), &mut out);
+    let chunk = |delta: Value, finish: Value| {
+        let v = json!({"id": "msg_1", "object": "chat.completion.chunk", "created": 42,
+            "model": "pub", "choices": [{"index": 0, "delta": delta, "logprobs": null,
+            "finish_reason": finish}]});
+        format!("data: {v}\n\n")
+    };
+    let printed: Vec<&str> = out
+        .iter()
+        .map(|b| std::str::from_utf8(b).unwrap())
+        .collect();
+    assert_eq!(
+        printed,
+        [
+            chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+            chunk(json!({ "content": text }), Value::Null),
+            chunk(json!({}), json!("stop")),
+        ]
+    );
+
+    let mut s = OpenAiToAnthropicStream::new("pub");
+    let mut out = Vec::new();
+    let data = json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
+    s.push(data.to_string().as_bytes(), &mut out);
+    let expected = json!({"type": "content_block_delta", "index": 0,
+        "delta": {"type": "text_delta", "text": text}});
+    assert_eq!(
+        std::str::from_utf8(out.last().unwrap()).unwrap(),
+        format!("event: content_block_delta\ndata: {expected}\n\n")
+    );
+}
