@@ -312,14 +312,21 @@ async fn proxy(
         ex.tried.push(up.id.clone());
         ex.upstream_model = Some(upstream_model.clone());
         let sent_at = Instant::now();
-        let answer = match up.send(up_endpoint, forward, stream, &ex.request_id).await {
-            Ok(resp) if is_retryable(resp.status()) => Ok(Answer::Retry(resp.status())),
-            Ok(resp) if stream && resp.status().is_success() => Ok(Answer::Stream(resp)),
-            // Not streamed: the whole body is read here, within the provider's
-            // timeout, so a stall is still a failure before the first byte.
-            Ok(resp) => read_whole(resp, sent_at + up.timeout).await,
-            Err(e) => Err(e),
+        // One deadline (one timer) for the response head and, when not
+        // streamed, the whole body: a stall is still a failure before the
+        // first byte reaches the client.
+        let attempt = async {
+            match up.send(up_endpoint, forward, stream, &ex.request_id).await {
+                Ok(resp) if is_retryable(resp.status()) => Ok(Answer::Retry(resp.status())),
+                Ok(resp) if stream && resp.status().is_success() => Ok(Answer::Stream(resp)),
+                Ok(resp) => read_whole(resp).await,
+                Err(e) => Err(e),
+            }
         };
+        let deadline = tokio::time::Instant::from_std(sent_at) + up.timeout;
+        let answer = tokio::time::timeout_at(deadline, attempt)
+            .await
+            .unwrap_or(Err(AttemptError::Timeout));
         let more = n + 1 < candidates.len() && failover;
         let retryable = match answer {
             Ok(Answer::Stream(resp)) => {
@@ -464,16 +471,14 @@ enum Answer {
     Retry(StatusCode),
 }
 
-/// Reads a non-streamed response whole (bounded in size), by `deadline`.
-async fn read_whole(resp: UpstreamResponse, deadline: Instant) -> Result<Answer, AttemptError> {
+/// Reads a non-streamed response whole (bounded in size); the caller bounds
+/// the time.
+async fn read_whole(resp: UpstreamResponse) -> Result<Answer, AttemptError> {
     let (head, incoming) = resp.into_parts();
-    let deadline = tokio::time::Instant::from_std(deadline);
-    let whole = Limited::new(incoming, MAX_UPSTREAM_BODY).collect();
-    let body = match tokio::time::timeout_at(deadline, whole).await {
-        Err(_) => return Err(AttemptError::Timeout),
+    let body = match Limited::new(incoming, MAX_UPSTREAM_BODY).collect().await {
         // A broken connection or a body over the limit.
-        Ok(Err(_)) => return Err(AttemptError::Connect),
-        Ok(Ok(c)) => c.to_bytes(),
+        Err(_) => return Err(AttemptError::Connect),
+        Ok(c) => c.to_bytes(),
     };
     Ok(Answer::Whole {
         status: head.status,

@@ -192,7 +192,8 @@ impl Upstreams {
 // === impl Upstream ===
 
 impl Upstream {
-    /// Sends one attempt and waits for the response headers, at most `timeout`.
+    /// Sends one attempt and waits for the response headers; the caller
+    /// bounds the wait (the provider's `timeout`).
     pub async fn send(
         &self,
         endpoint: Endpoint,
@@ -235,11 +236,7 @@ impl Upstream {
         if let Some((name, value)) = &self.auth {
             h.insert(name.clone(), value.clone());
         }
-        match tokio::time::timeout(self.timeout, self.pool.send(req)).await {
-            Err(_) => Err(AttemptError::Timeout),
-            Ok(Err(_)) => Err(AttemptError::Connect),
-            Ok(Ok(resp)) => Ok(resp),
-        }
+        self.pool.send(req).await.map_err(|_| AttemptError::Connect)
     }
 
     /// The provider's connection pool.
