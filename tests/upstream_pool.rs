@@ -87,6 +87,11 @@ async fn one_connection_carries_requests_streams_and_refusals_one_after_another(
         1,
         "every request reused the first connection"
     );
+    // Origin form on the request line, the base URL's authority in `Host`.
+    for r in mock.received() {
+        assert_eq!(r.target, "/v1/chat/completions");
+        assert_eq!(r.header("host"), Some(mock.addr.to_string().as_str()));
+    }
 }
 
 #[tokio::test]
@@ -111,6 +116,11 @@ async fn a_provider_offering_http2_is_spoken_to_over_http1_with_its_connections_
         "ALPN chose HTTP/1.1"
     );
     assert_eq!(mock.connections(), 1);
+    let host = format!("localhost:{}", mock.addr.port());
+    for r in mock.received() {
+        assert_eq!(r.target, "/v1/chat/completions");
+        assert_eq!(r.header("host"), Some(host.as_str()));
+    }
 }
 
 #[tokio::test]

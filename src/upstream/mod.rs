@@ -67,8 +67,11 @@ pub struct Upstream {
     pub api: Api,
     pool: Arc<Pool>,
     base_url: String,
-    /// `{base_url}/chat/completions`, `/embeddings`, `/messages`, parsed once.
-    uris: [Uri; 3],
+    /// `{base_url}/chat/completions`, `/embeddings`, `/messages` in origin
+    /// form (path only, as sent on the request line), parsed once.
+    paths: [Uri; 3],
+    /// The `Host` header: the base URL's host, and its port unless default.
+    host: HeaderValue,
     /// Credential header, marked sensitive; `None` when the provider needs none.
     auth: Option<(HeaderName, HeaderValue)>,
     headers: HeaderMap,
@@ -118,7 +121,6 @@ impl Upstreams {
                     t
                 }
             };
-            let pool = Pool::new(https_connector(tls));
 
             let mut unavailable = None;
             let auth = if u.auth.env.is_empty() {
@@ -150,26 +152,32 @@ impl Upstreams {
                 value.set_sensitive(true);
                 headers.insert(name, value);
             }
-            let uri = |endpoint: Endpoint| {
+            let (target, host) = target_and_host(&u.base_url).ok_or_else(|| {
+                format!(
+                    "provider `{}`: base_url must be an http(s) URL with a host and no credentials in it",
+                    u.id
+                )
+            })?;
+            let path = |endpoint: Endpoint| {
                 let full = format!("{}{}", u.base_url, endpoint.path());
                 full.parse::<Uri>()
                     .ok()
-                    .filter(|uri| {
-                        matches!(uri.scheme_str(), Some("http" | "https"))
-                            && uri.authority().is_some()
-                    })
+                    .and_then(|uri| uri.path_and_query().cloned())
+                    .and_then(|p| Uri::try_from(p.as_str()).ok())
                     .ok_or_else(|| format!("provider `{}`: base_url is not an http(s) URL", u.id))
             };
+            let pool = Pool::new(https_connector(tls), target);
             list.push(Upstream {
                 id: u.id.clone(),
                 api: u.api,
                 pool,
                 base_url: u.base_url.clone(),
-                uris: [
-                    uri(Endpoint::ChatCompletions)?,
-                    uri(Endpoint::Embeddings)?,
-                    uri(Endpoint::Messages)?,
+                paths: [
+                    path(Endpoint::ChatCompletions)?,
+                    path(Endpoint::Embeddings)?,
+                    path(Endpoint::Messages)?,
                 ],
+                host,
                 auth,
                 headers,
                 timeout: u.timeout,
@@ -204,16 +212,18 @@ impl Upstream {
         if self.unavailable.is_some() {
             return Err(AttemptError::Unavailable);
         }
-        let uri = match endpoint {
-            Endpoint::ChatCompletions => &self.uris[0],
-            Endpoint::Embeddings => &self.uris[1],
-            Endpoint::Messages => &self.uris[2],
+        let path = match endpoint {
+            Endpoint::ChatCompletions => &self.paths[0],
+            Endpoint::Embeddings => &self.paths[1],
+            Endpoint::Messages => &self.paths[2],
         };
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = Method::POST;
-        *req.uri_mut() = uri.clone();
+        *req.uri_mut() = path.clone();
         let h = req.headers_mut();
-        h.reserve(self.headers.len() + 4);
+        h.reserve(self.headers.len() + 5);
+        // First, so a `Host` among the provider's configured headers wins.
+        h.insert(http::header::HOST, self.host.clone());
         for (name, value) in &self.headers {
             h.insert(name.clone(), value.clone());
         }
@@ -258,6 +268,33 @@ impl std::fmt::Debug for Upstream {
             .field("base_url", &self.base_url)
             .finish_non_exhaustive()
     }
+}
+
+/// Where to connect for `base_url` (scheme and authority) and its `Host`
+/// header; `None` unless it is an http(s) URL with a host and no userinfo.
+fn target_and_host(base_url: &str) -> Option<(Uri, HeaderValue)> {
+    let uri = base_url.parse::<Uri>().ok()?;
+    let scheme = uri
+        .scheme_str()
+        .filter(|s| matches!(*s, "http" | "https"))?;
+    let authority = uri.authority()?;
+    if authority.as_str().contains('@') {
+        return None;
+    }
+    let host = authority.host();
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let host = match authority.port_u16() {
+        Some(port) if port != default_port => HeaderValue::from_str(&format!("{host}:{port}")),
+        _ => HeaderValue::from_str(host),
+    }
+    .ok()?;
+    let target = Uri::builder()
+        .scheme(scheme)
+        .authority(authority.clone())
+        .path_and_query("/")
+        .build()
+        .ok()?;
+    Some((target, host))
 }
 
 /// TLS trusting the platform's roots, plus those of `ca_file`.
@@ -311,4 +348,42 @@ fn credential_header(header: &str, key: &str) -> Option<(HeaderName, HeaderValue
     let mut value = HeaderValue::from_str(secret.expose()).ok()?;
     value.set_sensitive(true);
     Some((name, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target_and_host;
+
+    #[test]
+    fn the_host_header_names_the_port_only_when_it_is_not_the_default() {
+        let host = |url: &str| {
+            target_and_host(url)
+                .map(|(target, host)| (target.to_string(), host.to_str().unwrap_or("?").to_owned()))
+        };
+        let both = |t: &str, h: &str| Some((t.to_owned(), h.to_owned()));
+        assert_eq!(
+            host("https://api.openai.com/v1"),
+            both("https://api.openai.com/", "api.openai.com")
+        );
+        assert_eq!(
+            host("https://api.openai.com:443/v1"),
+            both("https://api.openai.com:443/", "api.openai.com")
+        );
+        assert_eq!(
+            host("http://127.0.0.1:8080/v1"),
+            both("http://127.0.0.1:8080/", "127.0.0.1:8080")
+        );
+        assert_eq!(
+            host("http://example.eu:443/v1"),
+            both("http://example.eu:443/", "example.eu:443")
+        );
+        assert_eq!(
+            host("http://[::1]:9000/v1"),
+            both("http://[::1]:9000/", "[::1]:9000")
+        );
+        // Not http(s), no host, or credentials in the URL: refused.
+        assert_eq!(host("ftp://example.eu/v1"), None);
+        assert_eq!(host("/v1"), None);
+        assert_eq!(host("https://user:pw@example.eu/v1"), None);
+    }
 }

@@ -41,6 +41,8 @@ type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
 /// A provider's connections.
 pub struct Pool {
     connector: HttpsConnector<HttpConnector>,
+    /// The provider's scheme and authority: where connections go.
+    target: Uri,
     /// Most recently used last: taken first, so the fewest stay warm.
     idle: Mutex<Vec<Idle>>,
 }
@@ -72,15 +74,17 @@ pub enum SendError {
 // === impl Pool ===
 
 impl Pool {
-    pub fn new(connector: HttpsConnector<HttpConnector>) -> Arc<Self> {
+    /// Connections to `target` (scheme and authority) made by `connector`.
+    pub fn new(connector: HttpsConnector<HttpConnector>, target: Uri) -> Arc<Self> {
         Arc::new(Self {
             connector,
+            target,
             idle: Mutex::new(Vec::new()),
         })
     }
 
-    /// Sends `req` on an idle connection, or a new one, and waits for the
-    /// response head. An idle connection that turns out closed before the
+    /// Sends `req` (its URI in origin form, its `Host` set) on an idle
+    /// connection, or a new one, and waits for the response head. An idle connection that turns out closed before the
     /// request was written is replaced by a new one, once.
     pub async fn send(
         self: &Arc<Self>,
@@ -93,7 +97,7 @@ impl Pool {
                 Err(None) => return Err(SendError::Broken),
             }
         }
-        let mut conn = self.connect(req.uri()).await?;
+        let mut conn = self.connect().await?;
         match conn.exchange(req).await {
             Ok(resp) => Ok(self.lease(resp, conn)),
             Err(Some(_)) => Err(SendError::Connect),
@@ -135,27 +139,33 @@ impl Pool {
     /// Keeps a connection whose last exchange ended cleanly.
     fn put(&self, conn: Box<Conn>) {
         let now = Instant::now();
-        let mut idle = self.lock();
-        // The oldest is first; one that has waited too long goes now rather
-        // than whenever the pool drains that far.
-        if idle
-            .first()
-            .is_some_and(|oldest| now.duration_since(oldest.since) >= POOL_IDLE)
-        {
-            idle.remove(0);
-        }
-        if idle.len() < MAX_IDLE {
-            idle.push(Idle { conn, since: now });
-        }
+        let (stale, refused) = {
+            let mut idle = self.lock();
+            // The oldest is first; one that has waited too long goes now
+            // rather than whenever the pool drains that far.
+            let stale = idle
+                .first()
+                .is_some_and(|oldest| now.duration_since(oldest.since) >= POOL_IDLE)
+                .then(|| idle.remove(0));
+            let refused = if idle.len() < MAX_IDLE {
+                idle.push(Idle { conn, since: now });
+                None
+            } else {
+                Some(conn)
+            };
+            (stale, refused)
+        };
+        // Closed outside the lock.
+        drop((stale, refused));
     }
 
-    async fn connect(&self, uri: &Uri) -> Result<Box<Conn>, SendError> {
+    async fn connect(&self) -> Result<Box<Conn>, SendError> {
         let mut connector = self.connector.clone();
         poll_fn(|cx| connector.poll_ready(cx))
             .await
             .map_err(|_| SendError::Connect)?;
         let io = connector
-            .call(uri.clone())
+            .call(self.target.clone())
             .await
             .map_err(|_| SendError::Connect)?;
         let (tx, io) = http1::Builder::new()
@@ -287,5 +297,109 @@ impl std::fmt::Debug for Pool {
         f.debug_struct("Pool")
             .field("idle", &self.idle_count())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt;
+    use hyper::service::service_fn;
+
+    use super::*;
+
+    /// An HTTP/1.1 server on 127.0.0.1:0 answering `ok` to everything;
+    /// returns its URI and the count of connections it accepted.
+    async fn server() -> (Uri, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri = format!("http://{}/", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let svc = service_fn(|_req| async {
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        (uri.parse().unwrap(), accepted)
+    }
+
+    fn pool(target: &Uri) -> Arc<Pool> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Pool::new(
+            super::super::https_connector(super::super::tls_config(None).unwrap()),
+            target.clone(),
+        )
+    }
+
+    fn request() -> Request<Full<Bytes>> {
+        let mut req = Request::new(Full::new(Bytes::from_static(b"{}")));
+        *req.method_mut() = http::Method::POST;
+        *req.uri_mut() = Uri::from_static("/v1/chat/completions");
+        req
+    }
+
+    async fn send(pool: &Arc<Pool>) -> Response<UpstreamBody> {
+        match pool.send(request()).await {
+            Ok(resp) => resp,
+            Err(_) => panic!("no response"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_read_to_its_end_gives_its_connection_back_for_the_next_request() {
+        let (uri, accepted) = server().await;
+        let pool = pool(&uri);
+        for _ in 0..3 {
+            let body = send(&pool).await.into_body().collect().await.unwrap();
+            assert_eq!(body.to_bytes(), "ok");
+            assert_eq!(pool.idle_count(), 1);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_unread_closes_its_connection() {
+        let (uri, accepted) = server().await;
+        let pool = pool(&uri);
+        drop(send(&pool).await);
+        assert_eq!(pool.idle_count(), 0);
+        send(&pool).await.into_body().collect().await.unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_too_long_is_not_taken() {
+        let (uri, accepted) = server().await;
+        let pool = pool(&uri);
+        send(&pool).await.into_body().collect().await.unwrap();
+        let long_ago = Instant::now().checked_sub(POOL_IDLE).unwrap();
+        pool.lock()[0].since = long_ago;
+        send(&pool).await.into_body().collect().await.unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        // The new connection is kept; the old one is gone.
+        assert_eq!(pool.idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let uri: Uri = format!("http://{}/v1", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        drop(listener);
+        assert!(matches!(
+            pool(&uri).send(request()).await,
+            Err(SendError::Connect)
+        ));
     }
 }

@@ -27,6 +27,8 @@ pub struct Received {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub version: hyper::Version,
+    /// The request target as it came on the request line.
+    pub target: String,
 }
 
 impl Received {
@@ -245,6 +247,7 @@ impl MockProvider {
     async fn answer(&self, req: Request<hyper::body::Incoming>) -> Response<MockBody> {
         let method = req.method().to_string();
         let version = req.version();
+        let target = req.uri().to_string();
         let path = req.uri().path().to_owned();
         let headers = req
             .headers()
@@ -272,6 +275,7 @@ impl MockProvider {
             headers,
             body: body.clone(),
             version,
+            target,
         });
         let behaviour = self.behaviour.lock().unwrap().clone();
         let wants_stream = serde_json::from_slice::<serde_json::Value>(&body)
