@@ -97,7 +97,12 @@ impl Pool {
                 Err(None) => return Err(SendError::Broken),
             }
         }
-        let mut conn = self.connect().await?;
+        // Boxed: connecting (TCP, TLS, handshake) is the largest state of
+        // this future, and the request's future is kept allocated for the
+        // client connection's lifetime by hyper's server, so it would cost
+        // every connection, streaming or idle, its size. Boxed, only a
+        // request that connects pays for it, and only while it does.
+        let mut conn = Box::pin(self.connect()).await?;
         match conn.exchange(req).await {
             Ok(resp) => Ok(self.lease(resp, conn)),
             Err(Some(_)) => Err(SendError::Connect),
