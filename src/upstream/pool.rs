@@ -84,8 +84,9 @@ impl Pool {
     }
 
     /// Sends `req` (its URI in origin form, its `Host` set) on an idle
-    /// connection, or a new one, and waits for the response head. An idle connection that turns out closed before the
-    /// request was written is replaced by a new one, once.
+    /// connection, or a new one, and waits for the response head. An idle
+    /// connection that turns out closed before the request was written is
+    /// replaced by a new one, once.
     pub async fn send(
         self: &Arc<Self>,
         mut req: Request<Full<Bytes>>,
@@ -98,9 +99,8 @@ impl Pool {
             }
         }
         // Boxed: connecting (TCP, TLS, handshake) is the largest state of
-        // this future, and the request's future is kept allocated for the
-        // client connection's lifetime by hyper's server, so it would cost
-        // every connection, streaming or idle, its size. Boxed, only a
+        // this future, and every request's future would carry its size
+        // (see `exchange::handle` on why that size matters); boxed, only a
         // request that connects pays for it, and only while it does.
         let mut conn = Box::pin(self.connect()).await?;
         match conn.exchange(req).await {
