@@ -53,23 +53,12 @@ pub struct RelayBody<B> {
     first_content_at: Option<Instant>,
     on_end: Option<OnEnd>,
     idle: Option<Idle>,
-    /// Scheduler turns given up since upstream last had data (see `poll_frame`).
-    turns: u8,
     /// An upstream failure, reported once the events before it are out.
     failure: Option<&'static str>,
 }
 
 /// Events gathered beyond this many bytes leave without waiting for more.
 const MAX_GATHER: usize = 32 * 1024;
-/// Scheduler turns gathered events wait for the next upstream chunk. A body
-/// fed from another task (hyper's pooled client, which cordon used before its
-/// own pool) hands over the next chunk it holds within two turns (measured:
-/// with one, no burst was ever gathered; with two, a 20-event burst left as
-/// one frame). cordon's own upstream body reads its connection in this task,
-/// so a burst already received arrives in one poll; the turns then only give
-/// the rest of a burst still on its way a moment to land (measured: with 0
-/// turns, stream CPU and time to first byte were the same within noise).
-const GATHER_TURNS: u8 = 2;
 
 /// The longest silence allowed from upstream. One timer per stream, armed
 /// when upstream first has nothing to give and moved only when it fires, so
@@ -115,7 +104,6 @@ impl<B> RelayBody<B> {
             first_content_at: None,
             on_end: Some(Box::new(on_end)),
             idle: None,
-            turns: 0,
             failure: None,
         }
     }
@@ -180,14 +168,11 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        // An upstream body may hand over one HTTP chunk at a time, each ready
-        // only after another task's next turn. Writing each as it comes costs
-        // a syscall (and a wake-up of the client) per event. So when
-        // upstream has nothing right now but events are gathered, we give
-        // the scheduler a turn (wake ourselves, return Pending) and take
-        // whatever became ready; only when upstream is still quiet after
-        // `GATHER_TURNS` turns do the gathered events leave. A lone event
-        // waits two scheduler turns, never for more data.
+        // Everything upstream has ready is taken before anything is sent, so
+        // the events of one burst leave as one frame (one write, one wake-up
+        // of the client); cordon's upstream body reads its connection in this
+        // task, so a burst already received is all ready at once. Nothing
+        // waits for data that has not arrived.
         let this = &mut *self;
         loop {
             if let Some(b) = this.ready.take() {
@@ -208,7 +193,6 @@ where
                     // Trailers carry nothing to relay.
                     if let Ok(chunk) = frame.into_data() {
                         this.relay.push(&chunk, &mut this.scratch);
-                        this.turns = 0;
                         if this.scratch.iter().map(Bytes::len).sum::<usize>() >= MAX_GATHER {
                             this.take_events();
                         }
@@ -223,15 +207,7 @@ where
                     this.take_events();
                     this.done = true;
                 }
-                Poll::Pending if !this.scratch.is_empty() => {
-                    if this.turns < GATHER_TURNS {
-                        this.turns += 1;
-                        cx.waker().wake_by_ref();
-                        return Poll::Pending;
-                    }
-                    this.turns = 0;
-                    this.take_events();
-                }
+                Poll::Pending if !this.scratch.is_empty() => this.take_events(),
                 Poll::Pending => {
                     if let Some(idle) = &mut this.idle
                         && idle.expired(cx)
@@ -301,39 +277,9 @@ mod tests {
         assert!(seen[0].first_content_at.is_some());
     }
 
-    #[tokio::test]
-    async fn events_ready_together_leave_as_one_frame() {
-        let chunks = upstream(&[b"data: 1\n\ndata: 2\n\ndata: 3\n\n", b"data: 4\n\n"]);
-        let (_, on_end) = recorder();
-        let mut body = RelayBody::new(chunks, OpenAiRelay::new(true), on_end);
-        let mut frames = Vec::new();
-        while let Some(f) = body.frame().await {
-            frames.push(f.unwrap().into_data().unwrap());
-        }
-        assert_eq!(
-            frames,
-            [Bytes::from_static(
-                b"data: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\n"
-            )]
-        );
-    }
-
-    /// An upstream whose next chunk becomes ready only two scheduler turns
-    /// later, as with hyper's HTTP/1 client body (its connection task's turn).
-    fn chunk_per_turn(
-        chunks: &'static [&'static [u8]],
-    ) -> impl Body<Data = Bytes, Error = BoxError> + Unpin {
-        let s = stream::iter(chunks).then(|c| async move {
-            tokio::task::yield_now().await;
-            tokio::task::yield_now().await;
-            Ok::<_, BoxError>(Frame::data(Bytes::from_static(c)))
-        });
-        StreamBody::new(Box::pin(s))
-    }
-
     #[tokio::test(start_paused = true)]
-    async fn a_burst_handed_over_one_chunk_per_turn_leaves_as_one_frame_and_a_pause_splits_it() {
-        let burst = chunk_per_turn(&[b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n"]);
+    async fn a_burst_leaves_as_one_frame_and_an_event_after_a_pause_is_not_waited_for() {
+        let burst = upstream(&[b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n"]);
         let later = stream::once(async {
             tokio::time::sleep(Duration::from_millis(50)).await;
             Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"data: 4\n\n")))

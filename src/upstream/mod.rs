@@ -1,9 +1,8 @@
 //! Reaching providers: pooled HTTP/1.1 connections (see [`pool`]), one pool
 //! per provider, one TLS configuration per distinct trust set (the
-//! platform's roots, plus a provider's `ca_file`), the
-//! provider's credential injected as its `auth` says, and nothing of the
-//! client's headers but what the request needs. cordon connects only to the
-//! configured `base_url`s.
+//! platform's roots, plus a provider's `ca_file`), the provider's credential
+//! injected as its `auth` says, and nothing of the client's headers but what
+//! the request needs. cordon connects only to the configured `base_url`s.
 //!
 //! Requests are built from parts prepared at load (parsed URIs, header
 //! values), so an attempt parses nothing and allocates little.
@@ -27,7 +26,8 @@ use crate::config::{Api, Config, Env};
 use crate::policy::ProviderId;
 use crate::secret::Secret;
 
-pub use pool::{MAX_IDLE, Pool, UpstreamBody};
+use pool::Pool;
+pub use pool::UpstreamBody;
 
 /// A provider's response: head, and a body read as it arrives.
 pub type UpstreamResponse = http::Response<UpstreamBody>;
@@ -104,7 +104,7 @@ impl Upstreams {
         let by_id: HashMap<&str, &crate::config::Upstream> =
             cfg.upstreams.iter().map(|u| (u.id.as_str(), u)).collect();
         // One TLS configuration (one root store) per distinct `ca_file`; one
-        // client, so one connection pool and its lock, per provider.
+        // connection pool, and its lock, per provider.
         let mut trust: HashMap<Option<PathBuf>, rustls::ClientConfig> = HashMap::new();
         let mut warnings = Vec::new();
         let mut list = Vec::new();
@@ -247,11 +247,6 @@ impl Upstream {
             h.insert(name.clone(), value.clone());
         }
         self.pool.send(req).await.map_err(|_| AttemptError::Connect)
-    }
-
-    /// The provider's connection pool.
-    pub fn pool(&self) -> &Pool {
-        &self.pool
     }
 
     /// The provider's own name for a public model.

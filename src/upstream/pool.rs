@@ -34,7 +34,7 @@ use tower_service::Service;
 /// How long an idle connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
 /// Idle connections kept per provider; more are closed when they come back.
-pub const MAX_IDLE: usize = 512;
+const MAX_IDLE: usize = 512;
 
 type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
 
@@ -111,7 +111,7 @@ impl Pool {
     }
 
     /// Idle connections held now.
-    pub fn idle_count(&self) -> usize {
+    fn idle_count(&self) -> usize {
         self.lock().len()
     }
 
