@@ -443,6 +443,88 @@ http {{
     }
 }
 
+/// The floor of cordon's own stack: a reverse proxy of a few lines on the
+/// same hyper server, hyper-util's pooled client and a tokio runtime, with
+/// none of the gateway's work (no key, policy, body scan, metrics, usage or
+/// log line). It runs as this benchmark binary again, pinned like the others,
+/// with `LOAD_BARE_UPSTREAM` set.
+fn start_bare(mock: SocketAddr, cpu: Option<usize>) -> Proxy {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let exe = std::env::current_exe().unwrap();
+    let child = pinned(cpu, &exe.to_string_lossy())
+        .env("LOAD_BARE_UPSTREAM", mock.to_string())
+        .env("LOAD_BARE_PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_listening(addr);
+    Proxy {
+        addr,
+        key: None,
+        child,
+        _dir: dir,
+    }
+}
+
+/// The bare proxy's process (see [`start_bare`]): forwards every request to
+/// `upstream` and streams the answer back.
+fn run_bare(upstream: &str, port: u16) {
+    use hyper_util::client::legacy::{Client, connect::HttpConnector};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client: Client<_, hyper::body::Incoming> = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(512)
+            .build(connector);
+        let base: Arc<str> = format!("http://{upstream}").into();
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        loop {
+            let Ok((s, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = s.set_nodelay(true);
+            let client = client.clone();
+            let base = base.clone();
+            tokio::spawn(async move {
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(
+                        TokioIo::new(s),
+                        service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let client = client.clone();
+                            let base = base.clone();
+                            async move {
+                                let (mut parts, body) = req.into_parts();
+                                let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                                parts.uri = format!("{base}{path}").parse().unwrap();
+                                parts.headers.remove(hyper::header::HOST);
+                                match client.request(Request::from_parts(parts, body)).await {
+                                    Ok(resp) => Ok::<_, Infallible>(resp.map(BodyExt::boxed)),
+                                    Err(_) => {
+                                        let mut r = Response::new(
+                                            Full::new(Bytes::new())
+                                                .map_err(|never| match never {})
+                                                .boxed(),
+                                        );
+                                        *r.status_mut() = hyper::StatusCode::BAD_GATEWAY;
+                                        Ok(r)
+                                    }
+                                }
+                            }
+                        }),
+                    )
+                    .await;
+            });
+        }
+    });
+}
+
 /// 20 providers, 50 tenants, a floor, and projects: the benchmark key belongs
 /// to tenant `acme`, project `app`, whose layers (floor: no training; tenant:
 /// EEA processing, EU law, signed DPA; project: retention ≤ 30 days) leave 5
@@ -927,6 +1009,13 @@ fn median_run(runs: &[WrkResult]) -> WrkResult {
 }
 
 fn main() {
+    if let (Ok(upstream), Ok(port)) = (
+        std::env::var("LOAD_BARE_UPSTREAM"),
+        std::env::var("LOAD_BARE_PORT"),
+    ) {
+        run_bare(&upstream, port.parse().unwrap());
+        return;
+    }
     let knobs = Knobs::from_env();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Generator and mock on CPU 0, the proxy on CPU 1.
@@ -974,6 +1063,7 @@ fn main() {
     );
 
     let nginx = start_nginx(mock, proxy_cpu);
+    let bare = start_bare(mock, proxy_cpu);
     let cordon = start_cordon(mock, proxy_cpu);
     // Let the store settle (migrations, key refresh) before the idle reading.
     std::thread::sleep(Duration::from_secs(2));
@@ -1026,7 +1116,7 @@ fn main() {
         } else {
             path
         };
-        let targets: [(&str, String, Option<&Proxy>, &str); 3] = [
+        let targets: [(&str, String, Option<&Proxy>, &str); 4] = [
             (
                 "direct",
                 format!("http://{mock}{direct_path}"),
@@ -1040,13 +1130,19 @@ fn main() {
                 direct_body,
             ),
             (
+                "hyper floor",
+                format!("http://{}{direct_path}", bare.addr),
+                Some(&bare),
+                direct_body,
+            ),
+            (
                 "cordon",
                 format!("http://{}{path}", cordon.addr),
                 Some(&cordon),
                 cordon_body,
             ),
         ];
-        let mut results: Vec<Vec<WrkResult>> = vec![Vec::new(); 3];
+        let mut results: Vec<Vec<WrkResult>> = vec![Vec::new(); targets.len()];
         // Warm up each target once (connection pools, lazy statics).
         for (_, url, proxy, body) in &targets {
             let _ = wrk(
@@ -1207,6 +1303,7 @@ fn main() {
     let (_, hwm_after_load) = cordon.rss_mb();
     let (_, nginx_hwm) = nginx.rss_mb();
     drop(nginx);
+    drop(bare);
 
     // ---- memory: idle, after the runs, and holding slow streams ----
     let mut mem = String::new();

@@ -39,6 +39,7 @@
 //! keys changed in the last [`KEY_SYNC_OVERLAP_MS`]. See [`next_key_sync_since`].
 
 mod error;
+mod priority;
 mod url;
 
 use std::borrow::Cow;
@@ -247,7 +248,8 @@ impl Store {
         let options = options
             .create_if_missing(true)
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .thread_name(|id| format!("{}{id}", priority::SQLITE_THREAD));
         let pool = if url::is_sqlite_memory(url) {
             // One connection, never recycled: the database lives as long as it.
             SqlitePoolOptions::new()
@@ -256,6 +258,7 @@ impl Store {
                 .idle_timeout(None)
                 .max_lifetime(None)
                 .acquire_timeout(acquire_timeout)
+                .after_connect(|_, _| Box::pin(async { priority::lower_sqlite_threads() }))
                 .connect_with(options)
                 .await
         } else {
@@ -267,6 +270,7 @@ impl Store {
             loop {
                 match SqlitePoolOptions::new()
                     .acquire_timeout(acquire_timeout)
+                    .after_connect(|_, _| Box::pin(async { priority::lower_sqlite_threads() }))
                     .connect_with(options.clone())
                     .await
                 {

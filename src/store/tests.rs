@@ -489,11 +489,39 @@ async fn usage_records_keep_every_field(db: &TestDb) {
         client_api: "anthropic",
         provider_api: Some("openai"),
     };
+    // The other shape: every optional field empty, a whole-number latency,
+    // text that JSON must escape.
+    let bare = UsageRecord {
+        request_id: "req-2".to_owned(),
+        tenant: "t \"quoted\" \\ é ✓".to_owned(),
+        project: None,
+        provider: None,
+        upstream_model: None,
+        policy_version: None,
+        prompt_tokens: None,
+        completion_tokens: None,
+        outcome: "refused",
+        attempts: 0,
+        providers_tried: String::new(),
+        latency_ms: 3.0,
+        ttft_ms: None,
+        overhead_ms: 0.0,
+        streamed: false,
+        provider_api: None,
+        ..r.clone()
+    };
     db.store.insert_usage(&[]).await.unwrap();
     db.store
-        .insert_usage(std::slice::from_ref(&r))
+        .insert_usage(&[r.clone(), bare.clone()])
         .await
         .unwrap();
+    for r in [r, bare] {
+        assert_usage_row(db, &r).await;
+    }
+}
+
+/// The stored row of `r.request_id` holds exactly `r`'s fields.
+async fn assert_usage_row(db: &TestDb, r: &UsageRecord) {
     type Head = (String, i64, String, Option<String>, String, String, String);
     type Mid = (
         Option<String>,
@@ -514,25 +542,30 @@ async fn usage_records_keep_every_field(db: &TestDb) {
         String,
         Option<String>,
     );
+    let id = r.request_id.as_str();
     let (head, mid, tail): (Head, Mid, Tail) = on_pool!(&db.store.pool, |p| {
         (
             sqlx::query_as(
-                "SELECT request_id, time_ms, tenant, project, key_id, endpoint, model FROM usage",
+                "SELECT request_id, time_ms, tenant, project, key_id, endpoint, model FROM usage \
+                 WHERE request_id = $1",
             )
+            .bind(id)
             .fetch_one(p)
             .await
             .unwrap(),
             sqlx::query_as(
                 "SELECT provider, upstream_model, policy_version, prompt_tokens, \
-                 completion_tokens, status FROM usage",
+                 completion_tokens, status FROM usage WHERE request_id = $1",
             )
+            .bind(id)
             .fetch_one(p)
             .await
             .unwrap(),
             sqlx::query_as(
                 "SELECT outcome, attempts, providers_tried, latency_ms, ttft_ms, overhead_ms, \
-                 streamed, client_api, provider_api FROM usage",
+                 streamed, client_api, provider_api FROM usage WHERE request_id = $1",
             )
+            .bind(id)
             .fetch_one(p)
             .await
             .unwrap(),
@@ -677,6 +710,32 @@ async fn ping_answers_until_closed(db: &TestDb) {
 }
 
 // === single-backend tests ===
+
+/// SQLite's connection threads run at nice 10 (`priority.rs`); the thread
+/// that opened the store keeps its own.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn sqlite_threads_run_below_the_request_threads() {
+    use rustix::process::{Pid, getpriority_process};
+    let nice = |tid: i32| getpriority_process(Pid::from_raw(tid)).unwrap();
+    let own = getpriority_process(None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("p.db").display()))
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+    let threads = priority::threads_named(priority::SQLITE_THREAD);
+    assert!(!threads.is_empty(), "sqlx's threads carry cordon's name");
+    for tid in threads {
+        assert!(
+            nice(tid) >= priority::NICE,
+            "thread {tid}: nice {}",
+            nice(tid)
+        );
+    }
+    assert_eq!(getpriority_process(None).unwrap(), own);
+    store.close().await;
+}
 
 #[tokio::test]
 async fn sqlite_file_is_created_in_wal_mode() {
