@@ -391,6 +391,18 @@ fn wait_listening(addr: SocketAddr) {
     }
 }
 
+/// A proxy that needs no key, once it listens on `port`.
+fn keyless(child: std::process::Child, port: u16, dir: tempfile::TempDir) -> Proxy {
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_listening(addr);
+    Proxy {
+        addr,
+        key: None,
+        child,
+        _dir: dir,
+    }
+}
+
 fn start_nginx(mock: SocketAddr, cpu: Option<usize>) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -433,14 +445,7 @@ http {{
         .stderr(Stdio::inherit())
         .spawn()
         .expect("nginx (benches/load.sh installs it)");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_listening(addr);
-    Proxy {
-        addr,
-        key: None,
-        child,
-        _dir: dir,
-    }
+    keyless(child, port, dir)
 }
 
 /// The floor of cordon's own stack: a reverse proxy of a few lines on the
@@ -459,14 +464,7 @@ fn start_bare(mock: SocketAddr, cpu: Option<usize>) -> Proxy {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_listening(addr);
-    Proxy {
-        addr,
-        key: None,
-        child,
-        _dir: dir,
-    }
+    keyless(child, port, dir)
 }
 
 /// The bare proxy's process (see [`start_bare`]): forwards every request to

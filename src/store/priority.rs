@@ -4,14 +4,16 @@
 //! the store's background work: usage batches every 50 ms, the key sync, the
 //! usage CLI's queries. None of it is on a request's path, but at the default
 //! priority a batch competes with the request threads for the same cores, and
-//! a request that arrives during one waits behind it: that was most of
-//! cordon's added p99 latency at a fixed 1 000 requests/s (`benches/README.md`).
+//! a request that arrives during one waits behind it. At a fixed 1 000
+//! requests/s this lowered cordon's added p99 in each of four A/B pairs, from
+//! +0.72–3.08 ms to +0.18–1.95 (`benches/README.md`).
 //!
 //! So each connection's thread gets the nice value [`NICE`] once it is open.
 //! Linux keeps a nice value per thread, so the request threads keep theirs.
 //! It is 10, not 19: at 10 the thread still gets about a tenth of a busy
-//! core, more than usage batches need at the proxy's full rate, so records
-//! never pile up behind a saturated core. Best effort: where it cannot be set,
+//! core, more than the 7.8% of samples the batches took at the proxy's full
+//! rate in the load benchmark, so records do not pile up behind a saturated
+//! core (at 19 it would get 1.5%). Best effort: where it cannot be set,
 //! it is logged at debug and the store works as before. PostgreSQL's work is
 //! in the server, not in cordon's threads.
 
