@@ -963,19 +963,22 @@ async fn slow_streams(client: &reqwest::Client, proxy: &Proxy, n: usize) -> (f64
 
 // ------------------------------------------------------------------ main ---
 
-/// The chat endpoint direct, through nginx and through cordon (with its key),
-/// each with the body it is sent: `direct_body` for the first two.
+/// The chat endpoint direct, through nginx, through the hyper floor and
+/// through cordon (with its key), each with the body it is sent:
+/// `direct_body` for all but cordon.
 fn chat_targets<'a>(
     mock: SocketAddr,
     nginx: &SocketAddr,
+    floor: &SocketAddr,
     cordon: &'a Proxy,
     cordon_body: &'a str,
     direct_body: &'a str,
-) -> [(&'static str, String, Option<&'a str>, &'a str); 3] {
+) -> [(&'static str, String, Option<&'a str>, &'a str); 4] {
     let url = |addr: &dyn std::fmt::Display| format!("http://{addr}/v1/chat/completions");
     [
         ("direct", url(&mock), None, direct_body),
         ("nginx", url(nginx), None, direct_body),
+        ("hyper floor", url(floor), None, direct_body),
         (
             "cordon",
             url(&cordon.addr),
@@ -1196,8 +1199,15 @@ fn main() {
             knobs.rate
         );
         let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|");
-        let targets = chat_targets(mock, &nginx.addr, &cordon, &scenarios[0].2, &scenarios[0].3);
-        let mut runs: Vec<Vec<Fixed>> = vec![Vec::new(); 3];
+        let targets = chat_targets(
+            mock,
+            &nginx.addr,
+            &bare.addr,
+            &cordon,
+            &scenarios[0].2,
+            &scenarios[0].3,
+        );
+        let mut runs: Vec<Vec<Fixed>> = vec![Vec::new(); targets.len()];
         for _ in 0..knobs.runs {
             for (i, (_, url, key, body)) in targets.iter().enumerate() {
                 runs[i].push(oha(url, *key, body, knobs.rate, knobs.secs, client_cpu));
@@ -1245,8 +1255,15 @@ fn main() {
             knobs.stream_rate
         );
         let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|");
-        let targets = chat_targets(mock, &nginx.addr, &cordon, &scenarios[1].2, &scenarios[1].3);
-        let mut runs: Vec<Vec<StreamTimes>> = vec![Vec::new(); 3];
+        let targets = chat_targets(
+            mock,
+            &nginx.addr,
+            &bare.addr,
+            &cordon,
+            &scenarios[1].2,
+            &scenarios[1].3,
+        );
+        let mut runs: Vec<Vec<StreamTimes>> = vec![Vec::new(); targets.len()];
         rt.block_on(async {
             for (_, url, key, body) in &targets {
                 let _ = stream_at_rate(&client, url, *key, body, knobs.stream_rate, 1).await;

@@ -730,11 +730,24 @@ impl Exchange {
         self.take().finish(outcome);
     }
 
-    /// Records metrics, a log line and the usage record. Runs once per exchange.
+    /// Records metrics, a log line and the usage record, once per exchange,
+    /// after the answer has gone out: as its own task, which runs when the
+    /// connection's task has written the response and yields, so the client
+    /// never waits for the log write or the usage record (nginx's log phase
+    /// comes after the response too). The task holds the state, and with it
+    /// the usage sink, so a graceful shutdown waits for it before the usage
+    /// writer drains. Outside a runtime it runs in place.
     fn finish(self, o: Outcome) {
         if self.finished {
             return;
         }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn(async move { self.record(o) })),
+            Err(_) => self.record(o),
+        }
+    }
+
+    fn record(self, o: Outcome) {
         let state = &self.state;
         state.metrics.in_flight.dec();
         let Some(principal) = &self.principal else {
