@@ -1101,6 +1101,18 @@ fn main() {
             anthropic_body(),
         ),
     ];
+    let scenarios = &scenarios;
+    let chat_targets_for = |i: usize| {
+        let (_, _, cordon_body, direct_body) = &scenarios[i];
+        chat_targets(
+            mock,
+            &nginx.addr,
+            &bare.addr,
+            &cordon,
+            cordon_body,
+            direct_body,
+        )
+    };
     let mut table = String::new();
     let _ = writeln!(
         table,
@@ -1108,7 +1120,7 @@ fn main() {
         knobs.concurrency
     );
     let _ = writeln!(table, "|---|---|---:|---:|---:|---:|---:|---:|");
-    for (name, path, cordon_body, direct_body) in &scenarios {
+    for (name, path, cordon_body, direct_body) in scenarios {
         if !knobs.wants(name) {
             continue;
         }
@@ -1199,14 +1211,7 @@ fn main() {
             knobs.rate
         );
         let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|");
-        let targets = chat_targets(
-            mock,
-            &nginx.addr,
-            &bare.addr,
-            &cordon,
-            &scenarios[0].2,
-            &scenarios[0].3,
-        );
+        let targets = chat_targets_for(0);
         let mut runs: Vec<Vec<Fixed>> = vec![Vec::new(); targets.len()];
         for _ in 0..knobs.runs {
             for (i, (_, url, key, body)) in targets.iter().enumerate() {
@@ -1255,14 +1260,7 @@ fn main() {
             knobs.stream_rate
         );
         let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|");
-        let targets = chat_targets(
-            mock,
-            &nginx.addr,
-            &bare.addr,
-            &cordon,
-            &scenarios[1].2,
-            &scenarios[1].3,
-        );
+        let targets = chat_targets_for(1);
         let mut runs: Vec<Vec<StreamTimes>> = vec![Vec::new(); targets.len()];
         rt.block_on(async {
             for (_, url, key, body) in &targets {

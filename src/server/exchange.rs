@@ -736,18 +736,20 @@ impl Exchange {
     /// never waits for the log write or the usage record (nginx's log phase
     /// comes after the response too). The task holds the state, and with it
     /// the usage sink, so a graceful shutdown waits for it before the usage
-    /// writer drains. Outside a runtime it runs in place.
+    /// writer drains. Outside a runtime it runs in place. Latency is taken
+    /// here, not when the task runs.
     fn finish(self, o: Outcome) {
         if self.finished {
             return;
         }
+        let total = self.started.elapsed();
         match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn(async move { self.record(o) })),
-            Err(_) => self.record(o),
+            Ok(rt) => drop(rt.spawn(async move { self.record(o, total) })),
+            Err(_) => self.record(o, total),
         }
     }
 
-    fn record(self, o: Outcome) {
+    fn record(self, o: Outcome, total: Duration) {
         let state = &self.state;
         state.metrics.in_flight.dec();
         let Some(principal) = &self.principal else {
@@ -755,7 +757,6 @@ impl Exchange {
             tracing::info!(request_id = %self.request_id, status = o.status.as_u16(), "refused unauthenticated request");
             return;
         };
-        let total = self.started.elapsed();
         let provider = self.provider.as_ref().map_or("none", |(_, id)| id.as_str());
         let model_label = match (&self.model, self.model_known) {
             (Some(m), true) => m.as_str(),

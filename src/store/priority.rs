@@ -21,6 +21,7 @@
 pub(super) const SQLITE_THREAD: &str = "cordon-sqlite-";
 
 /// The nice value of SQLite's threads (the request threads keep 0).
+#[cfg(target_os = "linux")]
 pub(super) const NICE: i32 = 10;
 
 /// Lowers every SQLite thread of this process that is still above [`NICE`].
