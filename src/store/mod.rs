@@ -72,8 +72,9 @@ pub fn next_key_sync_since(previous_poll_started_ms: Option<i64>) -> i64 {
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long [`Store::connect`] waits for a pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Usage records per multi-row `INSERT` (22 parameters each).
-const USAGE_ROWS_PER_INSERT: usize = 200;
+/// Most usage records per multi-row `INSERT` (22 parameters each). A power of
+/// two: see [`usage_chunks`].
+const USAGE_ROWS_PER_INSERT: usize = 128;
 /// Attempts at migrating a SQLite file another process may be migrating too.
 const SQLITE_MIGRATE_ATTEMPTS: u32 = 5;
 
@@ -497,7 +498,7 @@ impl Store {
         }
         on_pool!(&self.pool, |p, Db| async {
             let mut tx = p.begin().await?;
-            for chunk in records.chunks(USAGE_ROWS_PER_INSERT) {
+            for chunk in usage_chunks(records) {
                 let mut q = QueryBuilder::<Db>::new(
                     "INSERT INTO usage (request_id, time_ms, tenant, project, key_id, endpoint, \
                      model, provider, upstream_model, policy_version, prompt_tokens, \
@@ -581,6 +582,28 @@ impl Store {
             )
             .collect())
     }
+}
+
+/// Splits a batch into `INSERT`s of power-of-two sizes up to
+/// [`USAGE_ROWS_PER_INSERT`]: full chunks, then the rest by its binary
+/// digits (100 rows: 64, 32, 4). The statement text depends only on the row
+/// count, so the pool's statement cache holds all eight and a batch is never
+/// prepared again, whatever its size; one statement per size a batch left
+/// over costs it at most seven more round trips to the database.
+fn usage_chunks<T>(records: &[T]) -> impl Iterator<Item = &[T]> {
+    let full = records.len() / USAGE_ROWS_PER_INSERT * USAGE_ROWS_PER_INSERT;
+    let (head, mut rest) = records.split_at(full);
+    let left = rest.len();
+    let sizes = (0..USAGE_ROWS_PER_INSERT.trailing_zeros())
+        .rev()
+        .map(|bit| 1 << bit)
+        .filter(move |size| left & size != 0);
+    head.chunks(USAGE_ROWS_PER_INSERT)
+        .chain(sizes.map(move |size| {
+            let (chunk, tail) = rest.split_at(size);
+            rest = tail;
+            chunk
+        }))
 }
 
 fn key_row(t: KeyTuple) -> Result<KeyRow, StoreError> {

@@ -683,7 +683,8 @@ async fn usage_totals_group_and_filter(db: &TestDb) {
 }
 
 async fn usage_batches_larger_than_one_insert(db: &TestDb) {
-    let n = USAGE_ROWS_PER_INSERT * 2 + 17;
+    // Two full statements and a rest of 64 + 16 + 4 + 2 + 1.
+    let n = USAGE_ROWS_PER_INSERT * 2 + 87;
     let records: Vec<UsageRecord> = (0..n)
         .map(|i| usage("acme", i64::try_from(i).unwrap(), "m", Some("p")))
         .collect();
@@ -699,6 +700,8 @@ async fn usage_batches_larger_than_one_insert(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(totals[0].requests, i64::try_from(n).unwrap());
+    let distinct = count(&db.store, "SELECT COUNT(DISTINCT time_ms) FROM usage").await;
+    assert_eq!(distinct, i64::try_from(n).unwrap(), "each record once");
 }
 
 async fn ping_answers_until_closed(db: &TestDb) {
@@ -710,6 +713,25 @@ async fn ping_answers_until_closed(db: &TestDb) {
 }
 
 // === single-backend tests ===
+
+/// Any batch is stored through at most eight statement texts, in order, each
+/// record once.
+#[test]
+fn usage_chunks_are_power_of_two_sizes_in_order() {
+    let mut sizes_seen = std::collections::BTreeSet::new();
+    for n in 0..=3 * USAGE_ROWS_PER_INSERT + 5 {
+        let records: Vec<usize> = (0..n).collect();
+        let chunks: Vec<&[usize]> = super::usage_chunks(&records).collect();
+        assert_eq!(chunks.concat(), records, "{n} records");
+        for c in &chunks {
+            assert!(c.len().is_power_of_two() && c.len() <= USAGE_ROWS_PER_INSERT);
+            sizes_seen.insert(c.len());
+        }
+        let rest = chunks.iter().filter(|c| c.len() < USAGE_ROWS_PER_INSERT);
+        assert!(rest.count() <= 7, "{n} records: {chunks:?}");
+    }
+    assert_eq!(sizes_seen.len(), 8, "{sizes_seen:?}");
+}
 
 /// SQLite's connection threads run at nice 10 (`priority.rs`); the thread
 /// that opened the store keeps its own. Other tests open stores at the same
