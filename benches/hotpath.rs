@@ -688,12 +688,56 @@ fn bench_translate(c: &mut Criterion) {
     g.finish();
 }
 
+/// The access log line (`Exchange::record`), formatted as `cordon serve`
+/// does in text mode, into `io::sink` so the write is left out: with
+/// tracing-subscriber's `DefaultFields` and with cordon's `PlainFields`.
+fn bench_log(c: &mut Criterion) {
+    fn line() {
+        tracing::info!(
+            request_id = %"9f1c2e7a4b5d6e8f0a1b2c3d",
+            tenant = "tenant-17",
+            endpoint = "chat",
+            model = "gpt-4o-mini",
+            provider = "azure-eu-west",
+            status = 200u16,
+            outcome = "ok",
+            attempts = 1usize,
+            latency_ms = 0.734_f64,
+            "request finished"
+        );
+    }
+    fn subscriber<N>(fields: N) -> tracing::Dispatch
+    where
+        N: for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static,
+    {
+        tracing::Dispatch::new(
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+                .with_writer(std::io::sink)
+                .with_ansi(false)
+                .fmt_fields(fields)
+                .finish(),
+        )
+    }
+    let mut g = c.benchmark_group("log");
+    let default = subscriber(tracing_subscriber::fmt::format::DefaultFields::new());
+    g.bench_function("access_line_default_fields", |b| {
+        tracing::dispatcher::with_default(&default, || b.iter(line));
+    });
+    let plain = subscriber(cordon::cli::log_fields::PlainFields);
+    g.bench_function("access_line_plain_fields", |b| {
+        tracing::dispatcher::with_default(&plain, || b.iter(line));
+    });
+    g.finish();
+}
+
 criterion_group!(
     hotpath,
     bench_auth,
     bench_eligibility,
     bench_request,
     bench_usage,
-    bench_translate
+    bench_translate,
+    bench_log
 );
 criterion_main!(hotpath);

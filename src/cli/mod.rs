@@ -4,6 +4,7 @@ mod check;
 mod demo;
 mod explain;
 mod keys;
+pub mod log_fields;
 mod serve;
 mod usage;
 

@@ -88,6 +88,8 @@ pub(super) fn init_tracing(format: LogFormat) {
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()));
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder
+            .fmt_fields(super::log_fields::PlainFields)
+            .try_init(),
     };
 }

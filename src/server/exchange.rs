@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
@@ -157,7 +157,7 @@ async fn proxy(
     let max = snap.config.server.max_body_bytes;
     let require_header = req
         .headers()
-        .get("x-cordon-require")
+        .get(&X_CORDON_REQUIRE)
         .map(|v| v.to_str().map(str::to_owned));
     let body = read_body(req.into_body(), max).await?;
 
@@ -667,7 +667,7 @@ fn models(state: &State, headers: &HeaderMap, request_id: &str) -> Response<Body
         HeaderValue::from_static("application/json"),
     );
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-request-id", v);
+        h.insert(X_REQUEST_ID.clone(), v);
     }
     resp
 }
@@ -698,23 +698,12 @@ impl Exchange {
     }
 
     fn common_headers(&self, h: &mut HeaderMap) {
-        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
-            h.insert("x-request-id", v);
-        }
-        if let Some(v) = self
-            .provider
-            .as_ref()
-            .and_then(|(_, id)| HeaderValue::from_str(id.as_str()).ok())
-        {
-            h.insert("x-cordon-provider", v);
-        }
-        if let Some(v) = self
-            .policy_version
-            .as_deref()
-            .and_then(|p| HeaderValue::from_str(p).ok())
-        {
-            h.insert("x-cordon-policy", v);
-        }
+        set_common_headers(
+            h,
+            &self.request_id,
+            self.provider.as_ref().map(|(_, id)| id.as_str()),
+            self.policy_version.as_deref(),
+        );
     }
 
     /// Moves the context out (for a stream's end callback), leaving a husk
@@ -933,8 +922,34 @@ async fn read_body(body: Incoming, max: u64) -> Result<Bytes, GatewayError> {
 }
 
 /// The client's `x-request-id` when it is short and printable, else a new one.
+/// The headers cordon reads or adds, parsed once: a name given as `&str` is
+/// parsed again on every lookup or insert.
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_CORDON_PROVIDER: HeaderName = HeaderName::from_static("x-cordon-provider");
+static X_CORDON_POLICY: HeaderName = HeaderName::from_static("x-cordon-policy");
+static X_CORDON_REQUIRE: HeaderName = HeaderName::from_static("x-cordon-require");
+
+/// `x-request-id`, and the provider and policy version once they are known,
+/// on an answer or an error.
+fn set_common_headers(
+    h: &mut HeaderMap,
+    request_id: &str,
+    provider: Option<&str>,
+    policy: Option<&str>,
+) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert(X_REQUEST_ID.clone(), v);
+    }
+    if let Some(v) = provider.and_then(|p| HeaderValue::from_str(p).ok()) {
+        h.insert(X_CORDON_PROVIDER.clone(), v);
+    }
+    if let Some(v) = policy.and_then(|p| HeaderValue::from_str(p).ok()) {
+        h.insert(X_CORDON_POLICY.clone(), v);
+    }
+}
+
 fn request_id(headers: &HeaderMap) -> String {
-    if let Some(v) = headers.get("x-request-id").and_then(|v| v.to_str().ok())
+    if let Some(v) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok())
         && !v.is_empty()
         && v.len() <= 128
         && v.bytes().all(|b| b.is_ascii_graphic())
@@ -962,15 +977,7 @@ pub fn error_response(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-request-id", v);
-    }
-    if let Some(v) = provider.and_then(|p| HeaderValue::from_str(p).ok()) {
-        h.insert("x-cordon-provider", v);
-    }
-    if let Some(v) = policy.and_then(|p| HeaderValue::from_str(p).ok()) {
-        h.insert("x-cordon-policy", v);
-    }
+    set_common_headers(h, request_id, provider, policy);
     if let Some(secs) = e.retry_after {
         h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
