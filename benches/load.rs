@@ -918,11 +918,18 @@ async fn stream_at_rate(
     }
 }
 
-/// `n` streams held open at once through `target`; returns cordon's RSS
-/// while they are all open and the number that completed.
-async fn slow_streams(client: &reqwest::Client, proxy: &Proxy, n: usize) -> (f64, f64, usize) {
+/// `n` streams held open at once through `proxy`, asking for `model` (the
+/// name the proxy maps to the mock's slow stream); returns the proxy's RSS
+/// while they are all open, its peak, and the number that completed. A
+/// client of its own, dropped at the end, so no socket outlives the run.
+async fn slow_streams(proxy: &Proxy, n: usize, model: &str) -> (f64, f64, usize) {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let url = format!("http://{}/v1/chat/completions", proxy.addr);
-    let body = Bytes::from(chat_body("bench-slow", true));
+    let body = Bytes::from(chat_body(model, true));
     let started = Arc::new(tokio::sync::Semaphore::new(0));
     let mut tasks = Vec::with_capacity(n);
     for _ in 0..n {
@@ -1355,11 +1362,24 @@ fn main() {
             // A fresh cordon, so the peak is the streams' own.
             drop(cordon);
             let cordon = start_cordon(mock, proxy_cpu);
-            let (rss, hwm, done) = rt.block_on(slow_streams(&client, &cordon, knobs.slow_streams));
+            let (rss, hwm, done) =
+                rt.block_on(slow_streams(&cordon, knobs.slow_streams, "bench-slow"));
             let _ = writeln!(
                 mem,
                 "| {} concurrent slow streams ({SLOW_EVENTS} s each; {done} completed) | RSS {rss:.1}, peak {hwm:.1} | |",
                 knobs.slow_streams
+            );
+            // The same streams through the hyper floor: what the stack itself
+            // holds a stream, with none of cordon's state.
+            drop(cordon);
+            let floor = start_bare(mock, proxy_cpu);
+            std::thread::sleep(Duration::from_secs(1));
+            let (floor_idle, _) = floor.rss_mb();
+            let (rss, hwm, done) =
+                rt.block_on(slow_streams(&floor, knobs.slow_streams, "slow-upstream"));
+            let _ = writeln!(
+                mem,
+                "| the same through the hyper floor ({done} completed; idle {floor_idle:.1}) | RSS {rss:.1}, peak {hwm:.1} | |"
             );
         }
     }
