@@ -460,6 +460,10 @@ fn start_bare(mock: SocketAddr, cpu: Option<usize>) -> Proxy {
     let child = pinned(cpu, &exe.to_string_lossy())
         .env("LOAD_BARE_UPSTREAM", mock.to_string())
         .env("LOAD_BARE_PORT", port.to_string())
+        .env(
+            "LOAD_BARE_RT",
+            std::env::var("LOAD_BARE_RT").unwrap_or_default(),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -471,10 +475,17 @@ fn start_bare(mock: SocketAddr, cpu: Option<usize>) -> Proxy {
 /// `upstream` and streams the answer back.
 fn run_bare(upstream: &str, port: u16) {
     use hyper_util::client::legacy::{Client, connect::HttpConnector};
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = if std::env::var("LOAD_BARE_RT").as_deref() == Ok("current") {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
     rt.block_on(async move {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);

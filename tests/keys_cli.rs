@@ -273,14 +273,14 @@ fn revoked_keys_show_as_revoked() {
 
 fn record(time_ms: i64, model: &str, provider: Option<&str>) -> UsageRecord {
     UsageRecord {
-        request_id: format!("req-{time_ms}"),
+        request_id: format!("req-{time_ms}").into(),
         time_ms,
-        tenant: "acme".to_owned(),
+        tenant: "acme".into(),
         project: None,
-        key_id: "abcd1234".to_owned(),
+        key_id: "abcd1234".into(),
         endpoint: "chat.completions",
-        model: model.to_owned(),
-        provider: provider.map(str::to_owned),
+        model: model.into(),
+        provider: provider.map(Into::into),
         upstream_model: None,
         policy_version: None,
         prompt_tokens: provider.map(|_| 100),
@@ -288,7 +288,7 @@ fn record(time_ms: i64, model: &str, provider: Option<&str>) -> UsageRecord {
         status: if provider.is_some() { 200 } else { 403 },
         outcome: if provider.is_some() { "ok" } else { "refused" },
         attempts: 1,
-        providers_tried: provider.unwrap_or_default().to_owned(),
+        providers_tried: provider.unwrap_or_default().into(),
         latency_ms: 10.0,
         ttft_ms: None,
         overhead_ms: 1.0,

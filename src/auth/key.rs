@@ -3,6 +3,7 @@
 //! once, at creation, and only its SHA-256 is ever stored.
 
 use std::fmt;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -18,7 +19,7 @@ const ID_ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
 /// A key's public id.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct KeyId(String);
+pub struct KeyId(Arc<str>);
 
 /// SHA-256 of a key's secret part.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,17 +54,27 @@ pub enum KeyFormatError {
 
 // === impl KeyId ===
 
+/// `s` if it is a well-formed key id.
+fn check_id(s: &str) -> Result<&str, KeyFormatError> {
+    if s.len() == ID_LEN && s.bytes().all(|b| ID_ALPHABET.contains(&b)) {
+        Ok(s)
+    } else {
+        Err(KeyFormatError::Id)
+    }
+}
+
 impl KeyId {
     /// Validates an id as typed by an operator (e.g. `cordon keys revoke ID`).
     pub fn parse(s: &str) -> Result<Self, KeyFormatError> {
-        if s.len() == ID_LEN && s.bytes().all(|b| ID_ALPHABET.contains(&b)) {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(KeyFormatError::Id)
-        }
+        check_id(s).map(|id| Self(Arc::from(id)))
     }
 
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id as a shared string (usage records hold it without a copy).
+    pub fn shared(&self) -> &Arc<str> {
         &self.0
     }
 }
@@ -118,16 +129,23 @@ impl fmt::Debug for KeyHash {
 impl PresentedKey {
     /// Parses `cdn_<id>_<secret>` and hashes the secret.
     pub fn parse(raw: &str) -> Result<Self, KeyFormatError> {
+        let (id, hash) = Self::split(raw)?;
+        Ok(Self {
+            id: KeyId(Arc::from(id)),
+            hash,
+        })
+    }
+
+    /// What [`PresentedKey::parse`] checks, with the id borrowed from `raw`:
+    /// the request path looks the id up without copying it.
+    pub fn split(raw: &str) -> Result<(&str, KeyHash), KeyFormatError> {
         let rest = raw.strip_prefix("cdn_").ok_or(KeyFormatError::Shape)?;
         let (id, secret) = rest.split_once('_').ok_or(KeyFormatError::Shape)?;
-        let id = KeyId::parse(id)?;
+        let id = check_id(id)?;
         if secret.len() < MIN_SECRET_LEN || !secret.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(KeyFormatError::Secret);
         }
-        Ok(Self {
-            id,
-            hash: KeyHash::of(secret),
-        })
+        Ok((id, KeyHash::of(secret)))
     }
 }
 
@@ -141,7 +159,7 @@ impl NewKey {
         let hash = KeyHash::of(&secret);
         Self {
             raw: Secret::new(format!("cdn_{id}_{secret}")),
-            id: KeyId(id),
+            id: KeyId(Arc::from(id)),
             hash,
         }
     }
@@ -199,6 +217,24 @@ mod tests {
             Err(KeyFormatError::Secret)
         );
         assert!(PresentedKey::parse(&format!("cdn_abcdefgh_{secret}")).is_ok());
+    }
+
+    #[test]
+    fn split_borrows_what_parse_copies() {
+        let k = NewKey::generate();
+        let (id, hash) = PresentedKey::split(k.raw.expose()).unwrap();
+        assert_eq!(id, k.id.as_str());
+        assert!(hash.ct_eq(&k.hash));
+        for bad in [
+            "sk-123",
+            "cdn_ABCDEFGH_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "cdn_abcdefgh_x",
+        ] {
+            assert_eq!(
+                PresentedKey::split(bad).map(|_| ()),
+                PresentedKey::parse(bad).map(|_| ())
+            );
+        }
     }
 
     #[test]

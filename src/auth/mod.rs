@@ -83,6 +83,14 @@ impl Principal {
     pub fn key_id(&self) -> &KeyId {
         &self.0.id
     }
+
+    pub fn tenant_shared(&self) -> &Arc<str> {
+        &self.0.tenant
+    }
+
+    pub fn project_shared(&self) -> Option<&Arc<str>> {
+        self.0.project.as_ref()
+    }
 }
 
 // === impl KeyCache ===
@@ -95,10 +103,10 @@ impl KeyCache {
     /// Finds the caller's key in the headers and checks it.
     pub fn authenticate(&self, headers: &HeaderMap, now_ms: i64) -> Result<Principal, AuthError> {
         let raw = presented(headers).ok_or(AuthError::Missing)?;
-        let presented = PresentedKey::parse(raw)?;
+        let (id, hash) = PresentedKey::split(raw)?;
         let map = self.map.load();
-        let entry = map.get(presented.id.as_str()).ok_or(AuthError::Unknown)?;
-        if !entry.hash.ct_eq(&presented.hash) {
+        let entry = map.get(id).ok_or(AuthError::Unknown)?;
+        if !entry.hash.ct_eq(&hash) {
             return Err(AuthError::Unknown);
         }
         if entry.revoked {

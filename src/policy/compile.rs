@@ -21,7 +21,7 @@ use super::terms::{Layer, Provider, ProviderId, TenantPolicy};
 pub struct Table {
     pub(super) providers: Box<[Provider]>,
     pub(super) models: HashMap<Box<str>, usize>,
-    pub(super) model_names: Box<[Box<str>]>,
+    pub(super) model_names: Box<[std::sync::Arc<str>]>,
     /// For each model index, the indexes of the providers serving it, by (priority, id).
     pub(super) serving: Box<[Box<[u32]>]>,
     pub(super) floor: Option<Layer>,
@@ -89,7 +89,7 @@ impl Table {
         providers.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
 
         let mut models: HashMap<Box<str>, usize> = HashMap::new();
-        let mut model_names: Vec<Box<str>> = Vec::new();
+        let mut model_names: Vec<std::sync::Arc<str>> = Vec::new();
         let mut serving: Vec<Vec<u32>> = Vec::new();
         for (i, p) in providers.iter().enumerate() {
             for m in &p.models {
@@ -236,6 +236,12 @@ impl Table {
         self.models.contains_key(model)
     }
 
+    /// The configured name of a model some provider serves, shared (usage
+    /// records and labels hold it without a copy); `None` if none does.
+    pub fn served_model(&self, model: &str) -> Option<&std::sync::Arc<str>> {
+        self.models.get(model).map(|&i| &self.model_names[i])
+    }
+
     /// The platform floor, if there is one.
     pub fn floor(&self) -> Option<&Layer> {
         self.floor.as_ref()
@@ -332,9 +338,27 @@ impl PolicyVersion {
     }
 }
 
+impl PolicyVersion {
+    /// The 12 hex digits, written on the stack.
+    fn hex(&self) -> [u8; 12] {
+        let mut out = [0u8; 12];
+        // 6 bytes always fit 12 digits.
+        let _ = hex::encode_to_slice(self.0, &mut out);
+        out
+    }
+
+    /// The version as a shared string, made with one allocation (for the
+    /// exchange, its response header and its usage record).
+    pub fn shared(&self) -> std::sync::Arc<str> {
+        let hex = self.hex();
+        std::str::from_utf8(&hex).map_or_else(|_| "".into(), std::sync::Arc::from)
+    }
+}
+
 impl fmt::Display for PolicyVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        let hex = self.hex();
+        f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
     }
 }
 

@@ -160,6 +160,11 @@ impl ProviderId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id as a shared string (usage records hold it without a copy).
+    pub fn shared(&self) -> &Arc<str> {
+        &self.0
+    }
 }
 
 impl fmt::Display for ProviderId {

@@ -2361,3 +2361,39 @@ fn generated_scenarios_exercise_every_outcome() {
         assert!(n >= 50, "{rule} failed only {n} times");
     }
 }
+
+#[test]
+fn served_models_are_shared_and_versions_read_as_twelve_hex_digits() {
+    let table = Table::compile(
+        vec![compliant("a"), compliant("b")],
+        None,
+        vec![policy(layer(LayerKind::Tenant, open()))],
+        regions(),
+    );
+    let served = table.served_model(MODEL).unwrap();
+    assert_eq!(&**served, MODEL);
+    assert!(std::sync::Arc::ptr_eq(
+        served,
+        table.served_model(MODEL).unwrap()
+    ));
+    assert_eq!(
+        table.served_model("gpt-4o-mini").map(|m| &**m),
+        Some("gpt-4o-mini")
+    );
+    assert!(table.served_model("nobody-serves-this").is_none());
+
+    let Decision::Route(r) = table.decide("acme", None, MODEL, day(TODAY), None) else {
+        panic!("acme has a route");
+    };
+    let text = r.version().to_string();
+    assert_eq!(text.len(), 12);
+    assert!(
+        text.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    assert_eq!(&*r.version().shared(), text);
+    assert_eq!(
+        format!("{:?}", r.version()),
+        format!("PolicyVersion({text})")
+    );
+}

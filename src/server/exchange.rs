@@ -28,7 +28,7 @@ use crate::stream::body::{Ended, RelayBody, StreamEnd};
 use crate::stream::sse::{self, AnthropicRelay, OpenAiRelay, Tokens};
 use crate::stream::translate::{AnthropicToOpenAiRelay, OpenAiToAnthropicRelay};
 use crate::upstream::{AttemptError, Endpoint, UpstreamResponse};
-use crate::usage::UsageRecord;
+use crate::usage::{UsageRecord, shared_word};
 
 /// Largest non-streamed response body accepted from a provider.
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
@@ -41,13 +41,13 @@ struct Exchange {
     request_id: Arc<str>,
     endpoint: &'static str,
     principal: Option<Principal>,
-    /// The public model asked for.
-    model: Option<String>,
-    /// Whether the configuration knows the model (else its label is `other`).
-    model_known: bool,
+    /// The public model asked for, as the configuration names it; `None`
+    /// until the body is read, or when no provider serves it (its label is
+    /// then `other`).
+    model: Option<Arc<str>>,
     provider: Option<(usize, ProviderId)>,
-    upstream_model: Option<String>,
-    policy_version: Option<String>,
+    upstream_model: Option<Arc<str>>,
+    policy_version: Option<Arc<str>>,
     tried: Vec<ProviderId>,
     upstream_time: Duration,
     streamed: bool,
@@ -165,8 +165,8 @@ async fn proxy(
     let parsed = openai::Request::parse(&body)
         .map_err(|e| GatewayError::new(ErrorKind::InvalidRequest, e.to_string()))?;
     let model: &str = &parsed.model;
-    ex.model_known = snap.config.table.serves(model);
-    ex.model = Some(model.to_owned());
+    let served = snap.config.table.served_model(model).cloned();
+    ex.model = served.clone();
     let stream = parsed.stream && endpoint != Endpoint::Embeddings;
     ex.streamed = stream;
 
@@ -229,7 +229,7 @@ async fn proxy(
             ));
         }
     };
-    ex.policy_version = Some(routes.version().to_string());
+    ex.policy_version = Some(routes.version().shared());
     // Healthy providers first, in policy order; ejected ones after them.
     let candidates: Vec<usize> = {
         let now = ex.time_ms;
@@ -284,7 +284,11 @@ async fn proxy(
             ));
             continue;
         }
-        let upstream_model = up.upstream_model(model).to_owned();
+        // A route exists only for a served model, so `served` is set.
+        let upstream_model = match &served {
+            Some(public) => up.upstream_model(public).clone(),
+            None => Arc::from(model),
+        };
         if endpoint == Endpoint::Embeddings && up.api != Api::OpenAi {
             // Embeddings have no Anthropic counterpart: never contacted.
             last_error = Some(GatewayError::new(
@@ -684,7 +688,6 @@ impl Exchange {
             endpoint,
             principal: None,
             model: None,
-            model_known: false,
             provider: None,
             upstream_model: None,
             policy_version: None,
@@ -747,10 +750,7 @@ impl Exchange {
             return;
         };
         let provider = self.provider.as_ref().map_or("none", |(_, id)| id.as_str());
-        let model_label = match (&self.model, self.model_known) {
-            (Some(m), true) => m.as_str(),
-            _ => "other",
-        };
+        let model_label = self.model.as_deref().unwrap_or("other");
         let status = o.status.as_str();
         let tenant = principal.tenant();
         let m = &state.metrics;
@@ -819,14 +819,13 @@ impl Exchange {
             "request finished"
         );
         state.usage.record(UsageRecord {
-            request_id: self.request_id.to_string(),
             time_ms: self.time_ms,
-            tenant: tenant.to_owned(),
-            project: principal.project().map(str::to_owned),
-            key_id: principal.key_id().to_string(),
+            tenant: principal.tenant_shared().clone(),
+            project: principal.project_shared().cloned(),
+            key_id: principal.key_id().shared().clone(),
             endpoint: self.endpoint,
-            model: model_label.to_owned(),
-            provider: self.provider.map(|(_, id)| id.as_str().to_owned()),
+            model: self.model.clone().unwrap_or_else(|| shared_word("other")),
+            provider: self.provider.map(|(_, id)| id.shared().clone()),
             upstream_model: self.upstream_model,
             policy_version: self.policy_version,
             prompt_tokens: o.tokens.prompt,
@@ -835,6 +834,7 @@ impl Exchange {
             outcome: o.label,
             attempts: u32::try_from(self.tried.len()).unwrap_or(u32::MAX),
             providers_tried: join(&self.tried, ","),
+            request_id: self.request_id,
             latency_ms: total.as_secs_f64() * 1000.0,
             ttft_ms: ttft.map(|t| t.as_secs_f64() * 1000.0),
             overhead_ms: overhead.as_secs_f64() * 1000.0,
@@ -847,7 +847,13 @@ impl Exchange {
 
 // === helpers ===
 
-fn join(ids: &[ProviderId], sep: &str) -> String {
+/// The ids joined by `sep`; a single id is shared, not copied.
+fn join(ids: &[ProviderId], sep: &str) -> Arc<str> {
+    match ids {
+        [] => return shared_word(""),
+        [one] => return one.shared().clone(),
+        _ => {}
+    }
     let mut out = String::with_capacity(ids.iter().map(|i| i.as_str().len() + sep.len()).sum());
     for (n, id) in ids.iter().enumerate() {
         if n > 0 {
@@ -855,7 +861,7 @@ fn join(ids: &[ProviderId], sep: &str) -> String {
         }
         out.push_str(id.as_str());
     }
-    out
+    out.into()
 }
 
 fn api_name(api: Api) -> &'static str {

@@ -55,7 +55,7 @@ pub use error::StoreError;
 pub use url::{Backend, resolve_url};
 
 use crate::auth::key::{KeyHash, KeyId};
-use crate::usage::UsageRecord;
+use crate::usage::{UsageRecord, shared_word};
 
 /// How far back each key-cache refresh re-reads, beyond the previous refresh's
 /// start, to cover commit latency, same-millisecond writes and clock skew
@@ -506,28 +506,30 @@ impl Store {
                      ttft_ms, overhead_ms, streamed, client_api, provider_api) ",
                 );
                 q.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.request_id.as_str())
+                    // Shared strings bind without a copy (SQLite) or are
+                    // copied once into the message (PostgreSQL).
+                    b.push_bind(r.request_id.clone())
                         .push_bind(r.time_ms)
-                        .push_bind(r.tenant.as_str())
-                        .push_bind(r.project.as_deref())
-                        .push_bind(r.key_id.as_str())
-                        .push_bind(r.endpoint)
-                        .push_bind(r.model.as_str())
-                        .push_bind(r.provider.as_deref())
-                        .push_bind(r.upstream_model.as_deref())
-                        .push_bind(r.policy_version.as_deref())
+                        .push_bind(r.tenant.clone())
+                        .push_bind(r.project.clone())
+                        .push_bind(r.key_id.clone())
+                        .push_bind(shared_word(r.endpoint))
+                        .push_bind(r.model.clone())
+                        .push_bind(r.provider.clone())
+                        .push_bind(r.upstream_model.clone())
+                        .push_bind(r.policy_version.clone())
                         .push_bind(r.prompt_tokens)
                         .push_bind(r.completion_tokens)
                         .push_bind(i32::from(r.status))
-                        .push_bind(r.outcome)
+                        .push_bind(shared_word(r.outcome))
                         .push_bind(i64::from(r.attempts))
-                        .push_bind(r.providers_tried.as_str())
+                        .push_bind(r.providers_tried.clone())
                         .push_bind(r.latency_ms)
                         .push_bind(r.ttft_ms)
                         .push_bind(r.overhead_ms)
                         .push_bind(r.streamed)
-                        .push_bind(r.client_api)
-                        .push_bind(r.provider_api);
+                        .push_bind(shared_word(r.client_api))
+                        .push_bind(r.provider_api.map(shared_word));
                 });
                 q.build().execute(&mut *tx).await?;
             }

@@ -200,22 +200,22 @@ fn key(tenant: &str, created_ms: i64) -> KeyRow {
 
 fn usage(tenant: &str, time_ms: i64, model: &str, provider: Option<&str>) -> UsageRecord {
     UsageRecord {
-        request_id: format!("req-{time_ms}"),
+        request_id: format!("req-{time_ms}").into(),
         time_ms,
-        tenant: tenant.to_owned(),
+        tenant: tenant.into(),
         project: None,
-        key_id: "abcd1234".to_owned(),
+        key_id: "abcd1234".into(),
         endpoint: "chat.completions",
-        model: model.to_owned(),
-        provider: provider.map(str::to_owned),
-        upstream_model: provider.map(|_| format!("{model}-2024")),
-        policy_version: Some("0123456789ab".to_owned()),
+        model: model.into(),
+        provider: provider.map(Into::into),
+        upstream_model: provider.map(|_| format!("{model}-2024").into()),
+        policy_version: Some("0123456789ab".into()),
         prompt_tokens: provider.map(|_| 10),
         completion_tokens: provider.map(|_| 5),
         status: if provider.is_some() { 200 } else { 403 },
         outcome: if provider.is_some() { "ok" } else { "refused" },
         attempts: u32::from(provider.is_some()),
-        providers_tried: provider.unwrap_or("").to_owned(),
+        providers_tried: provider.unwrap_or("").into(),
         latency_ms: 12.5,
         ttft_ms: None,
         overhead_ms: 0.75,
@@ -466,22 +466,22 @@ async fn touch_keys_moves_last_used_forward_only(db: &TestDb) {
 
 async fn usage_records_keep_every_field(db: &TestDb) {
     let r = UsageRecord {
-        request_id: "req-1".to_owned(),
+        request_id: "req-1".into(),
         time_ms: 1_700_000_000_123,
-        tenant: "acme".to_owned(),
-        project: Some("research".to_owned()),
-        key_id: "abcd1234".to_owned(),
+        tenant: "acme".into(),
+        project: Some("research".into()),
+        key_id: "abcd1234".into(),
         endpoint: "messages",
-        model: "claude-x".to_owned(),
-        provider: Some("anthropic-eu".to_owned()),
-        upstream_model: Some("claude-x-2025".to_owned()),
-        policy_version: Some("0123456789ab".to_owned()),
+        model: "claude-x".into(),
+        provider: Some("anthropic-eu".into()),
+        upstream_model: Some("claude-x-2025".into()),
+        policy_version: Some("0123456789ab".into()),
         prompt_tokens: Some(1_234),
         completion_tokens: Some(56),
         status: 200,
         outcome: "ok",
         attempts: 2,
-        providers_tried: "openai-eu,anthropic-eu".to_owned(),
+        providers_tried: "openai-eu,anthropic-eu".into(),
         latency_ms: 812.25,
         ttft_ms: Some(120.5),
         overhead_ms: 1.25,
@@ -492,8 +492,8 @@ async fn usage_records_keep_every_field(db: &TestDb) {
     // The other shape: every optional field empty, a whole-number latency,
     // text that JSON must escape.
     let bare = UsageRecord {
-        request_id: "req-2".to_owned(),
-        tenant: "t \"quoted\" \\ é ✓".to_owned(),
+        request_id: "req-2".into(),
+        tenant: "t \"quoted\" \\ é ✓".into(),
         project: None,
         provider: None,
         upstream_model: None,
@@ -502,7 +502,7 @@ async fn usage_records_keep_every_field(db: &TestDb) {
         completion_tokens: None,
         outcome: "refused",
         attempts: 0,
-        providers_tried: String::new(),
+        providers_tried: "".into(),
         latency_ms: 3.0,
         ttft_ms: None,
         overhead_ms: 0.0,
@@ -542,7 +542,7 @@ async fn assert_usage_row(db: &TestDb, r: &UsageRecord) {
         String,
         Option<String>,
     );
-    let id = r.request_id.as_str();
+    let id: &str = &r.request_id;
     let (head, mid, tail): (Head, Mid, Tail) = on_pool!(&db.store.pool, |p| {
         (
             sqlx::query_as(
@@ -574,21 +574,21 @@ async fn assert_usage_row(db: &TestDb, r: &UsageRecord) {
     assert_eq!(
         head,
         (
-            r.request_id.clone(),
+            r.request_id.to_string(),
             r.time_ms,
-            r.tenant.clone(),
-            r.project.clone(),
-            r.key_id.clone(),
+            r.tenant.to_string(),
+            r.project.as_deref().map(str::to_owned),
+            r.key_id.to_string(),
             r.endpoint.to_owned(),
-            r.model.clone()
+            r.model.to_string()
         )
     );
     assert_eq!(
         mid,
         (
-            r.provider.clone(),
-            r.upstream_model.clone(),
-            r.policy_version.clone(),
+            r.provider.as_deref().map(str::to_owned),
+            r.upstream_model.as_deref().map(str::to_owned),
+            r.policy_version.as_deref().map(str::to_owned),
             r.prompt_tokens,
             r.completion_tokens,
             i32::from(r.status)
@@ -599,7 +599,7 @@ async fn assert_usage_row(db: &TestDb, r: &UsageRecord) {
         (
             r.outcome.to_owned(),
             i64::from(r.attempts),
-            r.providers_tried.clone(),
+            r.providers_tried.to_string(),
             r.latency_ms,
             r.ttft_ms,
             r.overhead_ms,

@@ -77,7 +77,7 @@ pub struct Upstream {
     headers: HeaderMap,
     pub timeout: Duration,
     /// Public model name → the provider's own name.
-    pub models: HashMap<String, String>,
+    pub models: HashMap<String, Arc<str>>,
     /// Set when the provider cannot be used (e.g. its credential is missing).
     pub unavailable: Option<String>,
 }
@@ -184,7 +184,7 @@ impl Upstreams {
                 models: u
                     .models
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .map(|(k, v)| (k.clone(), Arc::from(v.as_str())))
                     .collect(),
                 unavailable,
             });
@@ -250,8 +250,8 @@ impl Upstream {
     }
 
     /// The provider's own name for a public model.
-    pub fn upstream_model<'a>(&'a self, public: &'a str) -> &'a str {
-        self.models.get(public).map_or(public, String::as_str)
+    pub fn upstream_model<'a>(&'a self, public: &'a Arc<str>) -> &'a Arc<str> {
+        self.models.get(&**public).unwrap_or(public)
     }
 }
 

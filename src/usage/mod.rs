@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-pub use record::UsageRecord;
+pub use record::{UsageRecord, shared_word};
 pub use spool::Spool;
 
 use crate::metrics::Metrics;

@@ -138,7 +138,7 @@ mod tests {
 
     fn record(n: i64) -> UsageRecord {
         UsageRecord {
-            request_id: format!("req-{n}"),
+            request_id: format!("req-{n}").into(),
             time_ms: n,
             tenant: "acme".into(),
             project: None,
