@@ -65,8 +65,15 @@ impl<'a> Request<'a> {
             }
             match k.as_ref() {
                 "model" => {
-                    let m: Cow<'a, str> = serde_json::from_str(v.get())
-                        .map_err(|_| RequestError::WrongType("model"))?;
+                    // Borrowed from the body unless it has escapes (serde
+                    // always copies into a `Cow`).
+                    let m: Cow<'a, str> = match serde_json::from_str::<&'a str>(v.get()) {
+                        Ok(s) => Cow::Borrowed(s),
+                        Err(_) => Cow::Owned(
+                            serde_json::from_str::<String>(v.get())
+                                .map_err(|_| RequestError::WrongType("model"))?,
+                        ),
+                    };
                     if m.is_empty() {
                         return Err(RequestError::MissingModel);
                     }
@@ -264,6 +271,12 @@ mod tests {
         let v = forwarded(r#"{"mo\u0064el":"a\u00e9","k\"":1}"#, "b\"c");
         assert_eq!(v["model"], "b\"c");
         assert_eq!(v["k\""], 1);
+        // A model name with an escape is decoded; a plain one is borrowed
+        // from the body.
+        let r = Request::parse(br#"{"model":"a\u00e9\"b"}"#).unwrap();
+        assert_eq!(r.model, "a\u{e9}\"b");
+        let r = Request::parse(br#"{"model":"gpt-4o"}"#).unwrap();
+        assert!(matches!(r.model, Cow::Borrowed("gpt-4o")));
     }
 
     #[test]

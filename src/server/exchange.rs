@@ -104,7 +104,7 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
         Endpoint::Embeddings => "embeddings",
         Endpoint::Messages => "messages",
     };
-    let mut ex = Exchange::new(state.clone(), request_id.into(), endpoint_name);
+    let mut ex = Exchange::new(state.clone(), request_id, endpoint_name);
     ex.client_api = client_api;
     // Boxed: hyper's server keeps the request's future allocated for the
     // whole life of the client connection (it reuses the allocation for the
@@ -230,15 +230,15 @@ async fn proxy(
         }
     };
     ex.policy_version = Some(routes.version().shared());
-    // Healthy providers first, in policy order; ejected ones after them.
+    // Healthy providers first, in policy order; ejected ones after them
+    // (a stable sort, so each group keeps the policy's order).
     let candidates: Vec<usize> = {
         let now = ex.time_ms;
-        let mut c: Vec<(bool, usize)> = routes
-            .eligible_indexed()
-            .map(|(i, _)| (snap.health.is_ejected(i, now), i))
-            .collect();
-        c.sort_by_key(|&(ejected, _)| ejected);
-        c.into_iter().map(|(_, i)| i).collect()
+        let mut c: Vec<usize> = routes.eligible_indexed().map(|(i, _)| i).collect();
+        if c.iter().any(|&i| snap.health.is_ejected(i, now)) {
+            c.sort_by_key(|&i| snap.health.is_ejected(i, now));
+        }
+        c
     };
     if candidates.is_empty() {
         let reasons = routes.denial_reasons(principal.tenant(), principal.project());
@@ -954,15 +954,18 @@ fn set_common_headers(
     }
 }
 
-fn request_id(headers: &HeaderMap) -> String {
+fn request_id(headers: &HeaderMap) -> Arc<str> {
     if let Some(v) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok())
         && !v.is_empty()
         && v.len() <= 128
         && v.bytes().all(|b| b.is_ascii_graphic())
     {
-        return v.to_owned();
+        return Arc::from(v);
     }
-    hex::encode(rand::random::<[u8; 12]>())
+    let mut hex = [0u8; 24];
+    // 12 bytes always fit 24 digits, which are ASCII.
+    let _ = hex::encode_to_slice(rand::random::<[u8; 12]>(), &mut hex);
+    std::str::from_utf8(&hex).map_or_else(|_| Arc::from("-"), Arc::from)
 }
 
 pub fn full(b: Bytes) -> Body {
