@@ -231,11 +231,6 @@ impl Table {
         self.tenants.get(tenant).map(|t| &*t.policy)
     }
 
-    /// Whether any provider serves this public model name.
-    pub fn serves(&self, model: &str) -> bool {
-        self.models.contains_key(model)
-    }
-
     /// The configured name of a model some provider serves, shared (usage
     /// records and labels hold it without a copy); `None` if none does.
     pub fn served_model(&self, model: &str) -> Option<&std::sync::Arc<str>> {
@@ -336,9 +331,7 @@ impl PolicyVersion {
         v.copy_from_slice(&digest[..6]);
         Self(v)
     }
-}
 
-impl PolicyVersion {
     /// The 12 hex digits, written on the stack.
     fn hex(&self) -> [u8; 12] {
         let mut out = [0u8; 12];
