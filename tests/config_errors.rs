@@ -940,3 +940,17 @@ fn missing_tenant_key_in_policy() {
     );
     assert_failed(&out, 1);
 }
+
+#[test]
+fn redis_limits_backend_is_refused_until_it_is_built() {
+    let gw = format!("{GATEWAY}\n[limits]\nbackend = \"redis://127.0.0.1:6379\"\n");
+    let f = Fixture::with_gateway(&gw);
+    let line = line_of(&gw, "backend = ");
+    assert_one_error(
+        &f.check(&[]),
+        f.gateway(),
+        line,
+        "limits.backend",
+        &["Redis backend is not supported", "use \"local\""],
+    );
+}

@@ -869,8 +869,8 @@ async fn a_non_retryable_400_is_passed_to_the_client_without_failover() {
     assert_eq!(resp.headers()["x-cordon-provider"], "a");
     let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
     assert_eq!(
-        v["error"]["message"], "mock a says 400",
-        "the provider's own answer"
+        v["error"]["message"], "the provider (OpenAI protocol) answered 400 server_error",
+        "the provider's status and error type, in cordon's words"
     );
     assert_eq!(a.count(), 1);
     assert_eq!(b.count(), 0);

@@ -253,12 +253,20 @@ impl Gateway {
                 if b == "local" {
                     Some(LimitsBackend::Local)
                 } else if b.starts_with("redis://") || b.starts_with("rediss://") {
-                    Some(LimitsBackend::Redis(Secret::new(b)))
+                    // Accepting it and limiting per process would let every
+                    // replica admit the whole limit: refused until built.
+                    r.at(
+                        l.backend.span().start,
+                        "limits.backend",
+                        "a Redis backend is not supported by this version (limits are kept \
+                         per process); use \"local\"",
+                    );
+                    None
                 } else {
                     r.at(
                         l.backend.span().start,
                         "limits.backend",
-                        "must be \"local\" or a redis:// URL",
+                        "must be \"local\"",
                     );
                     None
                 }

@@ -57,9 +57,8 @@ pub struct Tls {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LimitsBackend {
+    /// Counters in this process.
     Local,
-    /// A `redis://` URL (may hold a password).
-    Redis(Secret<String>),
 }
 
 /// The wire protocol a provider speaks.

@@ -9,6 +9,7 @@
 //! logs or stores a request or response body.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,7 +26,7 @@ use crate::policy::{Decision, Layer, ProviderId, parse_require};
 use crate::protocol::openai;
 use crate::protocol::translate::{self, TranslateError, Wire};
 use crate::stream::body::{Ended, RelayBody, StreamEnd};
-use crate::stream::sse::{self, AnthropicRelay, OpenAiRelay, Tokens};
+use crate::stream::sse::{self, AnthropicRelay, OpenAiRelay, Relay, Tokens};
 use crate::stream::translate::{AnthropicToOpenAiRelay, OpenAiToAnthropicRelay};
 use crate::upstream::{AttemptError, Endpoint, UpstreamResponse};
 use crate::usage::{UsageRecord, shared_word};
@@ -54,17 +55,33 @@ struct Exchange {
     provider_api: Option<&'static str>,
     /// The protocol the client spoke.
     client_api: ClientApi,
-    /// Set once `finish` has run (or the context was moved out).
-    finished: bool,
+    /// How the exchange ended, as far as it is known. Until a stage says
+    /// otherwise, the client went away (the request's future was dropped).
+    end: End,
 }
 
-/// What the client finally receives, with what `finish` needs to know.
-struct Outcome {
+/// How an exchange ended: the one word its usage record and log line carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Answered from a provider.
+    Ok,
+    /// Refused by cordon before any provider was contacted.
+    Refused,
+    /// Every attempt failed, the provider's answer was an error, or its
+    /// stream broke.
+    UpstreamError,
+    /// The client went away before the answer was complete.
+    Cancelled,
+    /// Still running when the shutdown drain deadline passed.
+    CutByShutdown,
+}
+
+/// What the client finally received, with what the record needs to know.
+struct End {
     status: StatusCode,
     tokens: Tokens,
     first_content_at: Option<Instant>,
-    /// `ok`, `refused`, `upstream_error`, `cancelled`.
-    label: &'static str,
+    outcome: Outcome,
 }
 
 pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Response<Body> {
@@ -98,21 +115,23 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
         let e = GatewayError::new(ErrorKind::MethodNotAllowed, "use POST");
         return error_response(&e, client_api, &request_id, None, None);
     }
-    state.metrics.in_flight.inc();
     let endpoint_name = match endpoint {
         Endpoint::ChatCompletions => "chat.completions",
         Endpoint::Embeddings => "embeddings",
         Endpoint::Messages => "messages",
     };
-    let mut ex = Exchange::new(state.clone(), request_id, endpoint_name);
-    ex.client_api = client_api;
+    // From here on the exchange is recorded exactly once, by its `Drop`,
+    // however it ends: answered, refused, the client gone (this future
+    // dropped), a panic, or shutdown.
+    let mut ex = Exchange::new(state, request_id, endpoint_name, client_api);
     // Boxed: hyper's server keeps the request's future allocated for the
     // whole life of the client connection (it reuses the allocation for the
     // next request), so every state of `proxy` inlined here would cost each
     // connection, streaming or idle, its size: about 4 KB. Boxed, it is
     // freed once the response head is ready.
     match Box::pin(proxy(&mut ex, endpoint, req)).await {
-        Ok(resp) => resp,
+        Ok(Reply::Whole(resp)) => resp,
+        Ok(Reply::Stream(s)) => s.into_response(ex),
         Err(e) => {
             let resp = error_response(
                 &e,
@@ -121,20 +140,23 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
                 ex.provider.as_ref().map(|(_, id)| id.as_str()),
                 ex.policy_version.as_deref(),
             );
-            let label = if ex.tried.is_empty() {
-                "refused"
+            let outcome = if ex.tried.is_empty() {
+                Outcome::Refused
             } else {
-                "upstream_error"
+                Outcome::UpstreamError
             };
-            ex.finish(Outcome {
-                status: e.kind.status(),
-                tokens: Tokens::default(),
-                first_content_at: None,
-                label,
-            });
+            ex.end = End::plain(e.kind.status(), outcome);
             resp
         }
     }
+}
+
+/// What `proxy` produced for the client.
+enum Reply {
+    /// A whole answer; the exchange's `end` is already set.
+    Whole(Response<Body>),
+    /// A stream, still to be wired to the exchange, which it then owns.
+    Stream(StreamReply),
 }
 
 /// Authenticate → … → relay. Errors before a response become the client's error.
@@ -142,7 +164,7 @@ async fn proxy(
     ex: &mut Exchange,
     endpoint: Endpoint,
     req: hyper::Request<Incoming>,
-) -> Result<Response<Body>, GatewayError> {
+) -> Result<Reply, GatewayError> {
     let state = ex.state.clone();
     let snap = state.snapshot.load_full();
 
@@ -345,7 +367,9 @@ async fn proxy(
                     client_wants_usage: parsed.client_wants_usage,
                     idle_timeout: up.timeout,
                 };
-                return Ok(relay_stream(ex, resp, sent_at, up.api, relay));
+                return Ok(Reply::Stream(relay_stream(
+                    ex, resp, sent_at, up.api, relay,
+                )));
             }
             Ok(Answer::Whole {
                 status,
@@ -356,7 +380,8 @@ async fn proxy(
                 // 400): its answer is the client's; no other provider would differ.
                 snap.health.record_success(idx);
                 ex.upstream_time += sent_at.elapsed();
-                return respond_whole(ex, up.api, model, status, content_type, body);
+                return respond_whole(ex, up.api, model, status, content_type, body)
+                    .map(Reply::Whole);
             }
             Ok(Answer::Retry(status)) => {
                 ex.upstream_time += sent_at.elapsed();
@@ -514,37 +539,33 @@ fn respond_whole(
     };
     let json = || Some(HeaderValue::from_static("application/json"));
     let (status, content_type, body, tokens) = match (ex.client_api, provider_api) {
+        // The provider refusing: its status and error type in the client's
+        // protocol, never its own words (SPEC invariant 4: they may echo the
+        // credential cordon sent).
+        (client, api) if !status.is_success() => {
+            let (s, b) =
+                translate::scrub_provider_error(wire(api), client_wire(client), status, &body);
+            (s, json(), b, Tokens::default())
+        }
         (ClientApi::OpenAi, Api::OpenAi) => {
-            let t = if status.is_success() {
-                sse::openai_body_tokens(&body)
-            } else {
-                Tokens::default()
-            };
+            let t = sse::openai_body_tokens(&body);
             (status, content_type, body, t)
         }
         (ClientApi::Anthropic, Api::Anthropic) => {
-            let t = if status.is_success() {
-                sse::anthropic_body_tokens(&body)
-            } else {
-                Tokens::default()
-            };
+            let t = sse::anthropic_body_tokens(&body);
             (status, content_type, body, t)
         }
-        (ClientApi::OpenAi, Api::Anthropic) if status.is_success() => {
+        (ClientApi::OpenAi, Api::Anthropic) => {
             let created = clock::now_ms() / 1000;
             let out = translate::anthropic_to_openai_response_at(&body, public_model, created)
                 .map_err(bad)?;
             let t = sse::openai_body_tokens(&out);
             (status, json(), Bytes::from(out), t)
         }
-        (ClientApi::Anthropic, Api::OpenAi) if status.is_success() => {
+        (ClientApi::Anthropic, Api::OpenAi) => {
             let t = sse::openai_body_tokens(&body);
             let out = translate::openai_to_anthropic_response(&body, public_model).map_err(bad)?;
             (status, json(), Bytes::from(out), t)
-        }
-        (_, api) => {
-            let (s, b) = translate::map_provider_error(wire(api), status, &body);
-            (s, json(), b, Tokens::default())
         }
     };
     let mut builder = Response::builder().status(status);
@@ -558,16 +579,16 @@ fn respond_whole(
     let response = builder
         .body(full(body))
         .unwrap_or_else(|_| Response::new(full(Bytes::new())));
-    ex.finish_ref(Outcome {
+    ex.end = End {
         status,
         tokens,
         first_content_at: None,
-        label: if status.is_success() {
-            "ok"
+        outcome: if status.is_success() {
+            Outcome::Ok
         } else {
-            "upstream_error"
+            Outcome::UpstreamError
         },
-    });
+    };
     Ok(response)
 }
 
@@ -579,17 +600,28 @@ struct Relays<'a> {
     idle_timeout: Duration,
 }
 
-/// A streamed response: relayed event by event; `finish` runs when it ends.
+/// A streamed answer whose head is ready: the exchange moves into its body
+/// and is recorded when the stream ends, however it ends.
+struct StreamReply {
+    head: http::response::Builder,
+    status: StatusCode,
+    upstream: crate::upstream::UpstreamBody,
+    relay: Box<dyn Relay>,
+    sent_at: Instant,
+    idle_timeout: Duration,
+}
+
+/// A streamed response: relayed event by event in the client's protocol.
 fn relay_stream(
-    ex: &mut Exchange,
+    ex: &Exchange,
     resp: UpstreamResponse,
     sent_at: Instant,
     provider_api: Api,
     relays: Relays<'_>,
-) -> Response<Body> {
+) -> StreamReply {
     let status = resp.status();
-    let mut builder = Response::builder().status(status);
-    if let Some(h) = builder.headers_mut() {
+    let mut head = Response::builder().status(status);
+    if let Some(h) = head.headers_mut() {
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/event-stream"),
@@ -597,48 +629,57 @@ fn relay_stream(
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         ex.common_headers(h);
     }
-    let client_api = ex.client_api;
-    let mut done = ex.take();
-    let on_end = move |end: Ended| {
-        done.upstream_time += end.at.saturating_duration_since(sent_at);
-        let label = match end.how {
-            StreamEnd::Complete => "ok",
-            StreamEnd::Cancelled => "cancelled",
-            StreamEnd::UpstreamFailed => "upstream_error",
-        };
-        done.finish(Outcome {
-            status,
-            tokens: end.tokens,
-            first_content_at: end.first_content_at,
-            label,
-        });
-    };
-    let upstream = resp.into_body();
-    let body = match (client_api, provider_api) {
-        (ClientApi::OpenAi, Api::OpenAi) => RelayBody::new(
-            upstream,
-            OpenAiRelay::new(!relays.client_wants_usage),
-            on_end,
-        ),
-        (ClientApi::Anthropic, Api::Anthropic) => {
-            RelayBody::new(upstream, AnthropicRelay::new(), on_end)
-        }
+    let relay: Box<dyn Relay> = match (ex.client_api, provider_api) {
+        (ClientApi::OpenAi, Api::OpenAi) => Box::new(OpenAiRelay::new(!relays.client_wants_usage)),
+        (ClientApi::Anthropic, Api::Anthropic) => Box::new(AnthropicRelay::new()),
         (ClientApi::OpenAi, Api::Anthropic) => {
             let created = clock::now_ms() / 1000;
             let inner =
                 translate::AnthropicToOpenAiStream::new(relays.model, relays.client_wants_usage)
                     .with_created(created);
-            RelayBody::new(upstream, AnthropicToOpenAiRelay::new(inner), on_end)
+            Box::new(AnthropicToOpenAiRelay::new(inner))
         }
         (ClientApi::Anthropic, Api::OpenAi) => {
             let inner = translate::OpenAiToAnthropicStream::new(relays.model);
-            RelayBody::new(upstream, OpenAiToAnthropicRelay::new(inner), on_end)
+            Box::new(OpenAiToAnthropicRelay::new(inner))
         }
+    };
+    StreamReply {
+        head,
+        status,
+        upstream: resp.into_body(),
+        relay,
+        sent_at,
+        idle_timeout: relays.idle_timeout,
     }
-    .with_idle_timeout(relays.idle_timeout);
-    builder
-        .body(body.boxed_unsync())
-        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
+}
+
+// === impl StreamReply ===
+
+impl StreamReply {
+    /// The response, whose body owns `ex` from now on.
+    fn into_response(self, mut ex: Exchange) -> Response<Body> {
+        let (status, sent_at) = (self.status, self.sent_at);
+        let on_end = move |end: Ended| {
+            ex.upstream_time += end.at.saturating_duration_since(sent_at);
+            ex.end = End {
+                status,
+                tokens: end.tokens,
+                first_content_at: end.first_content_at,
+                outcome: match end.how {
+                    StreamEnd::Complete => Outcome::Ok,
+                    StreamEnd::Cancelled => Outcome::Cancelled,
+                    StreamEnd::UpstreamFailed => Outcome::UpstreamError,
+                },
+            };
+            // `ex` is dropped here, and so recorded.
+        };
+        let body = RelayBody::boxed(self.upstream, self.relay, on_end)
+            .with_idle_timeout(self.idle_timeout);
+        self.head
+            .body(body.boxed_unsync())
+            .unwrap_or_else(|_| Response::new(full(Bytes::new())))
+    }
 }
 
 /// `GET /v1/models`: only the models this key may reach today.
@@ -679,7 +720,14 @@ fn models(state: &State, headers: &HeaderMap, request_id: &str) -> Response<Body
 // === impl Exchange ===
 
 impl Exchange {
-    fn new(state: Arc<State>, request_id: Arc<str>, endpoint: &'static str) -> Self {
+    /// Starts an exchange: counted in flight until it is dropped.
+    fn new(
+        state: Arc<State>,
+        request_id: Arc<str>,
+        endpoint: &'static str,
+        client_api: ClientApi,
+    ) -> Self {
+        state.metrics.in_flight.inc();
         Exchange {
             state,
             started: Instant::now(),
@@ -695,8 +743,8 @@ impl Exchange {
             upstream_time: Duration::ZERO,
             streamed: false,
             provider_api: None,
-            client_api: ClientApi::OpenAi,
-            finished: false,
+            client_api,
+            end: End::plain(CLIENT_CLOSED, Outcome::Cancelled),
         }
     }
 
@@ -708,42 +756,111 @@ impl Exchange {
             self.policy_version.as_deref(),
         );
     }
+}
 
-    /// Moves the context out (for a stream's end callback), leaving a husk
-    /// whose `finish` does nothing.
-    fn take(&mut self) -> Exchange {
-        let mut husk = Exchange::new(self.state.clone(), self.request_id.clone(), self.endpoint);
-        husk.finished = true;
-        husk.client_api = self.client_api;
-        std::mem::replace(self, husk)
-    }
-
-    fn finish_ref(&mut self, outcome: Outcome) {
-        self.take().finish(outcome);
-    }
-
-    /// Records metrics, a log line and the usage record, once per exchange,
-    /// after the answer has gone out: as its own task, which runs when the
-    /// connection's task has written the response and yields, so the client
-    /// never waits for the log write or the usage record (nginx's log phase
-    /// comes after the response too). The task holds the state, and with it
-    /// the usage sink, so a graceful shutdown waits for it before the usage
-    /// writer drains. Outside a runtime it runs in place. Latency is taken
-    /// here, not when the task runs.
-    fn finish(self, o: Outcome) {
-        if self.finished {
-            return;
-        }
+impl Drop for Exchange {
+    /// Records metrics, a log line and the usage record, exactly once per
+    /// exchange, after the answer has gone out: as its own task, which runs
+    /// when the connection's task has written the response and yields, so
+    /// the client never waits for the log write or the usage record (nginx's
+    /// log phase comes after the response too). The task holds the state,
+    /// and with it the usage sink, so a graceful shutdown waits for it
+    /// before the usage writer drains. Outside a runtime, or once shutdown
+    /// has begun cutting exchanges (when a spawned task might never run), it
+    /// runs in place. Latency is taken here, not when the task runs.
+    fn drop(&mut self) {
+        self.state.metrics.in_flight.dec();
         let total = self.started.elapsed();
+        let mut end =
+            std::mem::replace(&mut self.end, End::plain(CLIENT_CLOSED, Outcome::Cancelled));
+        if end.outcome == Outcome::Cancelled && self.state.cutting.load(Ordering::Relaxed) {
+            end.outcome = Outcome::CutByShutdown;
+        }
+        let done = Finished {
+            state: self.state.clone(),
+            started: self.started,
+            time_ms: self.time_ms,
+            request_id: self.request_id.clone(),
+            endpoint: self.endpoint,
+            principal: self.principal.take(),
+            model: self.model.take(),
+            provider: self.provider.take(),
+            upstream_model: self.upstream_model.take(),
+            policy_version: self.policy_version.take(),
+            tried: std::mem::take(&mut self.tried),
+            upstream_time: self.upstream_time,
+            streamed: self.streamed,
+            provider_api: self.provider_api,
+            client_api: self.client_api,
+        };
         match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn(async move { self.record(o, total) })),
-            Err(_) => self.record(o, total),
+            Ok(rt) if !self.state.cutting.load(Ordering::Relaxed) => {
+                drop(rt.spawn(async move { done.record(end, total) }));
+            }
+            _ => done.record(end, total),
         }
     }
+}
 
-    fn record(self, o: Outcome, total: Duration) {
+/// The status a usage record carries when the client went away before an
+/// answer was complete (nginx's "client closed request").
+const CLIENT_CLOSED: StatusCode = match StatusCode::from_u16(499) {
+    Ok(s) => s,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
+// === impl End ===
+
+impl End {
+    fn plain(status: StatusCode, outcome: Outcome) -> Self {
+        End {
+            status,
+            tokens: Tokens::default(),
+            first_content_at: None,
+            outcome,
+        }
+    }
+}
+
+// === impl Outcome ===
+
+impl Outcome {
+    /// The word in usage records and log lines.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Refused => "refused",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::Cancelled => "cancelled",
+            Outcome::CutByShutdown => "cut_by_shutdown",
+        }
+    }
+}
+
+/// An exchange's record, taken out of it when it is dropped.
+struct Finished {
+    state: Arc<State>,
+    started: Instant,
+    time_ms: i64,
+    request_id: Arc<str>,
+    endpoint: &'static str,
+    principal: Option<Principal>,
+    model: Option<Arc<str>>,
+    provider: Option<(usize, ProviderId)>,
+    upstream_model: Option<Arc<str>>,
+    policy_version: Option<Arc<str>>,
+    tried: Vec<ProviderId>,
+    upstream_time: Duration,
+    streamed: bool,
+    provider_api: Option<&'static str>,
+    client_api: ClientApi,
+}
+
+// === impl Finished ===
+
+impl Finished {
+    fn record(self, o: End, total: Duration) {
         let state = &self.state;
-        state.metrics.in_flight.dec();
         let Some(principal) = &self.principal else {
             // Unauthenticated: nobody to bill; metrics and the log only.
             tracing::info!(request_id = %self.request_id, status = o.status.as_u16(), "refused unauthenticated request");
@@ -813,7 +930,7 @@ impl Exchange {
             model = model_label,
             provider,
             status = o.status.as_u16(),
-            outcome = o.label,
+            outcome = o.outcome.as_str(),
             attempts = self.tried.len(),
             latency_ms = total.as_secs_f64() * 1000.0,
             "request finished"
@@ -831,7 +948,7 @@ impl Exchange {
             prompt_tokens: o.tokens.prompt,
             completion_tokens: o.tokens.completion,
             status: o.status.as_u16(),
-            outcome: o.label,
+            outcome: o.outcome.as_str(),
             attempts: u32::try_from(self.tried.len()).unwrap_or(u32::MAX),
             providers_tried: join(&self.tried, ","),
             request_id: self.request_id,
@@ -875,6 +992,13 @@ fn client_api_name(api: ClientApi) -> &'static str {
     match api {
         ClientApi::OpenAi => "openai",
         ClientApi::Anthropic => "anthropic",
+    }
+}
+
+fn client_wire(api: ClientApi) -> Wire {
+    match api {
+        ClientApi::OpenAi => Wire::OpenAi,
+        ClientApi::Anthropic => Wire::Anthropic,
     }
 }
 

@@ -10,6 +10,7 @@ pub mod reload;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -50,6 +51,10 @@ pub struct State {
     pub metrics: Metrics,
     pub usage: UsageSink,
     pub store: Store,
+    /// Set when the shutdown drain deadline has passed and the exchanges
+    /// still running are being cut: each then records itself, in place, as
+    /// `cut_by_shutdown`.
+    pub cutting: AtomicBool,
 }
 
 /// One loaded configuration with what was built from it.
@@ -132,6 +137,7 @@ impl Running {
             metrics,
             usage,
             store: store.clone(),
+            cutting: AtomicBool::new(false),
         });
 
         // Load every key before accepting requests.
@@ -154,13 +160,22 @@ impl Running {
         tasks.spawn(key_refresher(state.clone(), rx.clone()));
         tasks.spawn(reload::run(state.clone(), config_path, rx.clone()));
         let s = state.clone();
-        tasks.spawn(accept_loop(listener, tls, rx.clone(), move |req| {
-            exchange::handle(s.clone(), req)
-        }));
+        let cut = state.clone();
+        tasks.spawn(accept_loop(
+            listener,
+            tls,
+            rx.clone(),
+            move |req| exchange::handle(s.clone(), req),
+            move || cut.cutting.store(true, Ordering::Relaxed),
+        ));
         let s = state.clone();
-        tasks.spawn(accept_loop(admin, None, rx, move |req| {
-            admin::handle(s.clone(), req)
-        }));
+        tasks.spawn(accept_loop(
+            admin,
+            None,
+            rx,
+            move |req| admin::handle(s.clone(), req),
+            || {},
+        ));
         // The state's usage sink must close when serving stops, so the writer
         // can drain and exit: drop our handle now; connections hold theirs.
         drop(state);
@@ -180,12 +195,15 @@ impl Running {
     }
 }
 
-/// Serves connections until `shutdown` flips, then drains them.
+/// Serves connections until `shutdown` flips, then drains them: each gets
+/// until the drain deadline to finish; then `on_cut` runs and whatever is
+/// still open is dropped (its exchanges record themselves as cut).
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
     handler: F,
+    on_cut: impl FnOnce(),
 ) where
     F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = hyper::Response<Body>> + Send + 'static,
@@ -198,8 +216,13 @@ async fn accept_loop<F, Fut>(
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HANDSHAKE);
+    // Every connection's task, so the ones still open at the drain deadline
+    // can be cut while the runtime still runs (a task merely left behind
+    // would be dropped with the runtime, where nothing can record it).
+    let mut conns = JoinSet::new();
     loop {
         let (stream, _peer) = tokio::select! {
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
@@ -220,7 +243,7 @@ async fn accept_loop<F, Fut>(
             None => {
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
+                conns.spawn(async move {
                     let _ = conn.await;
                 });
             }
@@ -228,7 +251,7 @@ async fn accept_loop<F, Fut>(
                 let acceptor = acceptor.clone();
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
-                tokio::spawn(async move {
+                conns.spawn(async move {
                     let Ok(Ok(tls_stream)) =
                         tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await
                     else {
@@ -242,7 +265,18 @@ async fn accept_loop<F, Fut>(
         }
     }
     drop(listener);
-    let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        on_cut();
+        tracing::warn!(
+            connections = conns.len(),
+            "drain deadline passed; cutting the connections still open"
+        );
+    }
+    conns.abort_all();
+    while conns.join_next().await.is_some() {}
 }
 
 /// Keeps the key cache in step with the store, and writes back last-use times.

@@ -95,9 +95,18 @@ impl<B> RelayBody<B> {
         relay: impl Relay + 'static,
         on_end: impl FnOnce(Ended) + Send + 'static,
     ) -> Self {
+        Self::boxed(upstream, Box::new(relay), on_end)
+    }
+
+    /// As [`RelayBody::new`], with the relay chosen at run time.
+    pub fn boxed(
+        upstream: B,
+        relay: Box<dyn Relay>,
+        on_end: impl FnOnce(Ended) + Send + 'static,
+    ) -> Self {
         Self {
             upstream,
-            relay: Box::new(relay),
+            relay,
             ready: None,
             scratch: Vec::new(),
             done: false,

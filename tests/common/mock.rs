@@ -56,6 +56,10 @@ pub enum Behaviour {
     Status(u16),
     /// Never answers (for timeouts).
     Hang,
+    /// This status with an error body (in the mock's protocol) whose message
+    /// quotes the credential the mock received, as OpenAI's 401 does
+    /// ("Incorrect API key provided: sk-…").
+    EchoCredential(u16),
     /// This status with an OpenAI-shaped error body whose message echoes the
     /// whole request body (as some providers do for validation errors).
     EchoError(u16),
@@ -249,6 +253,13 @@ impl MockProvider {
         let version = req.version();
         let target = req.uri().to_string();
         let path = req.uri().path().to_owned();
+        let credential = req
+            .headers()
+            .get("authorization")
+            .or_else(|| req.headers().get("x-api-key"))
+            .or_else(|| req.headers().get("api-key"))
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
         let headers = req
             .headers()
             .iter()
@@ -281,6 +292,15 @@ impl MockProvider {
         let wants_stream = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .is_some_and(|v| v["stream"] == serde_json::Value::Bool(true));
+        if let Behaviour::EchoCredential(code) = behaviour {
+            let message = format!("Incorrect API key provided: {credential}");
+            let v = if self.anthropic {
+                serde_json::json!({"type": "error", "error": {"type": "authentication_error", "message": message}})
+            } else {
+                serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key", "param": null}})
+            };
+            return json(StatusCode::from_u16(code).unwrap(), v);
+        }
         if self.anthropic {
             return self
                 .answer_anthropic(behaviour, &model, &body, wants_stream)
@@ -372,7 +392,7 @@ impl MockProvider {
                 StatusCode::from_u16(code).unwrap(),
                 serde_json::json!({"error": {"message": format!("invalid request: {}", String::from_utf8_lossy(&body)), "type": "invalid_request_error"}}),
             ),
-            Behaviour::Hang => {
+            Behaviour::Hang | Behaviour::EchoCredential(_) => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 json(StatusCode::OK, serde_json::json!({}))
             }
@@ -632,7 +652,7 @@ impl MockProvider {
                 "invalid_request_error",
                 format!("invalid request: {}", String::from_utf8_lossy(body)),
             ),
-            Behaviour::Hang => {
+            Behaviour::Hang | Behaviour::EchoCredential(_) => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 json(StatusCode::OK, serde_json::json!({}))
             }

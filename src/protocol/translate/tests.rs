@@ -1288,3 +1288,35 @@ fn typed_stream_events_print_the_same_bytes_as_values() {
         format!("event: content_block_delta\ndata: {expected}\n\n")
     );
 }
+
+#[test]
+fn a_provider_error_reaches_a_client_of_either_protocol_without_its_free_text() {
+    const KEY: &str = "sk_proj_operator_key_1234567890";
+    let openai = format!(
+        r#"{{"error":{{"type":"{KEY}","code":"{KEY}","message":"Incorrect API key provided: {KEY}"}}}}"#
+    );
+    let anthropic =
+        format!(r#"{{"type":"error","error":{{"type":"{KEY}","message":"bad key {KEY}"}}}}"#);
+    for (from, body) in [(Wire::OpenAi, &openai), (Wire::Anthropic, &anthropic)] {
+        for to in [Wire::OpenAi, Wire::Anthropic] {
+            for status in [400u16, 401, 403, 404, 429, 500, 503, 529] {
+                let (s, b) = scrub_provider_error(
+                    from,
+                    to,
+                    StatusCode::from_u16(status).unwrap(),
+                    body.as_bytes(),
+                );
+                let text = String::from_utf8_lossy(&b);
+                assert!(!text.contains(KEY), "{from:?} -> {to:?} {status}: {text}");
+                assert!(
+                    text.contains(&status.to_string()),
+                    "names the provider's status: {text}"
+                );
+                assert!(text.contains("unknown"), "an undocumented type: {text}");
+                if matches!(status, 401 | 403) {
+                    assert_eq!(s, StatusCode::BAD_GATEWAY, "cordon's credential failed");
+                }
+            }
+        }
+    }
+}
