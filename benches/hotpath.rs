@@ -536,8 +536,14 @@ fn bench_usage(c: &mut Criterion) {
         completion: Some(15),
     };
     assert_eq!((out.len(), tokens), (20, want_an));
-    assert_eq!(sse::openai_body_tokens(&oa_resp).completion, Some(31));
-    assert_eq!(sse::anthropic_body_tokens(&an_resp).completion, Some(31));
+    assert_eq!(
+        sse::openai_body_tokens(&oa_resp).and_then(|t| t.completion),
+        Some(31)
+    );
+    assert_eq!(
+        sse::anthropic_body_tokens(&an_resp).and_then(|t| t.completion),
+        Some(31)
+    );
 
     let mut g = c.benchmark_group("usage");
     g.throughput(Throughput::Elements(20));

@@ -40,6 +40,43 @@ async fn one_provider(mock: &MockProvider, extra: &str) -> Gateway {
     .await
 }
 
+/// Two OpenAI providers serving `gpt-4o` to tenant `acme`: `a` first, then
+/// `b`, failover on.
+async fn two_providers(a: &MockProvider, b: &MockProvider) -> Gateway {
+    GatewayBuilder::new()
+        .provider("a", a, r#""gpt-4o" = "up-model""#, EU_TERMS)
+        .provider_extra("timeout_ms = 5000")
+        .provider("b", b, r#""gpt-4o" = "up-model""#, EU_TERMS)
+        .tenant("acme", "[routing]\nfailover = true\n")
+        .key("acme", None)
+        .start()
+        .await
+}
+
+/// Sends a chat request (streamed or not) with request id `id`; returns the
+/// status and body.
+async fn send_chat(gw: &Gateway, id: &str, stream: bool) -> (u16, String) {
+    let mut body = chat("gpt-4o", "hello");
+    body["stream"] = stream.into();
+    let resp = common::http()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&gw.keys[0])
+        .header("x-request-id", id)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+fn error_code(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .map(|v| v["error"]["code"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default()
+}
+
 /// `cordon_in_flight_requests` as `/metrics` reports it.
 async fn in_flight(gw: &Gateway) -> i64 {
     let text = common::http()
@@ -288,4 +325,80 @@ async fn a_provider_echoing_its_credential_never_reaches_the_client() {
         one_record_each(&rows, &ids, "upstream_error");
         assert!(!log.contains(PROVIDER_KEY));
     }
+}
+
+// === providers that lie ===
+
+/// Row 5: a provider's 200 whose body is an error object, not its protocol
+/// at all, or (for a stream) not a stream: 502, recorded as
+/// `upstream_error`, and no other provider is sent the prompt (the first
+/// one has it already).
+#[tokio::test]
+async fn a_provider_200_that_is_not_an_answer_is_a_502_not_a_success() {
+    let (a, b) = (
+        MockProvider::start("a").await,
+        MockProvider::start("b").await,
+    );
+    let gw = two_providers(&a, &b).await;
+    let cases: [(&str, &str, bool); 4] = [
+        (
+            "application/json",
+            r#"{"error":{"message":"quota exceeded","type":"insufficient_quota"}}"#,
+            false,
+        ),
+        ("text/html", "<html>502 Bad Gateway</html>", false),
+        ("application/json", r#"{"object":"chat.completion"}"#, false),
+        (
+            "application/json",
+            r#"{"error":{"message":"overloaded","type":"server_error"}}"#,
+            true,
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (n, (content_type, body, stream)) in cases.into_iter().enumerate() {
+        a.set(Behaviour::Raw {
+            status: 200,
+            content_type,
+            body: bytes::Bytes::from(body),
+        });
+        let id = format!("lie-{n}");
+        let (status, text) = send_chat(&gw, &id, stream).await;
+        assert_eq!(status, 502, "{body}: {text}");
+        assert_eq!(error_code(&text), "upstream_error", "{text}");
+        assert!(!text.contains("quota") && !text.contains("html"), "{text}");
+        ids.push(id);
+    }
+    assert_eq!(a.count(), 4);
+    assert_eq!(b.count(), 0, "the prompt went to a second provider");
+    in_flight_settles_to_zero(&gw).await;
+    let (rows, _log, _dir) = stop_and_read(gw).await;
+    one_record_each(&rows, &ids, "upstream_error");
+}
+
+/// Row 6: an answer over cordon's limit (64 MiB) is the provider's failure,
+/// 502, and it does not fail over: the provider has the prompt already.
+#[tokio::test]
+async fn an_answer_too_large_is_a_502_without_failover() {
+    let (a, b) = (
+        MockProvider::start("a").await,
+        MockProvider::start("b").await,
+    );
+    let gw = two_providers(&a, &b).await;
+    let mut huge = Vec::with_capacity(80 << 20);
+    huge.extend_from_slice(br#"{"choices":[{"message":{"content":""#);
+    huge.resize((80 << 20) - 10, b'x');
+    huge.extend_from_slice(br#""}}]}"#);
+    a.set(Behaviour::Raw {
+        status: 200,
+        content_type: "application/json",
+        body: bytes::Bytes::from(huge),
+    });
+    let (status, text) = send_chat(&gw, "too-large", false).await;
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("more than 64 MiB"), "{text}");
+    assert_eq!(a.count(), 1);
+    assert_eq!(b.count(), 0, "the prompt went to a second provider");
+    in_flight_settles_to_zero(&gw).await;
+    let (rows, _log, _dir) = stop_and_read(gw).await;
+    one_record_each(&rows, &["too-large".to_owned()], "upstream_error");
 }

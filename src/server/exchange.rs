@@ -347,19 +347,29 @@ async fn proxy(
         // streamed, the whole body: a stall is still a failure before the
         // first byte reaches the client.
         let attempt = async {
-            match up.send(up_endpoint, forward, stream, &ex.request_id).await {
-                Ok(resp) if is_retryable(resp.status()) => Ok(Answer::Retry(resp.status())),
-                Ok(resp) if stream && resp.status().is_success() => Ok(Answer::Stream(resp)),
-                Ok(resp) => read_whole(resp).await,
-                Err(e) => Err(e),
+            let resp = up
+                .send(up_endpoint, forward, stream, &ex.request_id)
+                .await?;
+            let status = resp.status();
+            if is_retryable(status) {
+                return Err(AttemptError::Status(status));
             }
+            if stream && status.is_success() {
+                // A stream must be one; anything else (an error object sent
+                // with 200, a JSON answer) is read whole and judged below.
+                if is_event_stream(resp.headers()) {
+                    return Ok(Answer::Stream(resp));
+                }
+                read_whole(resp).await?;
+                return Err(AttemptError::BadAnswer);
+            }
+            read_whole(resp).await
         };
         let deadline = tokio::time::Instant::from_std(sent_at) + up.timeout;
         let answer = tokio::time::timeout_at(deadline, attempt)
             .await
             .unwrap_or(Err(AttemptError::Timeout));
-        let more = n + 1 < candidates.len() && failover;
-        let retryable = match answer {
+        let failure = match answer {
             Ok(Answer::Stream(resp)) => {
                 snap.health.record_success(idx);
                 let relay = Relays {
@@ -376,56 +386,35 @@ async fn proxy(
                 content_type,
                 body,
             }) => {
-                // A success, or the provider refusing the request itself (e.g.
-                // 400): its answer is the client's; no other provider would differ.
-                snap.health.record_success(idx);
                 ex.upstream_time += sent_at.elapsed();
-                return respond_whole(ex, up.api, model, status, content_type, body)
-                    .map(Reply::Whole);
+                match respond_whole(ex, up.api, model, status, content_type, body) {
+                    // A success, or the provider refusing the request itself
+                    // (e.g. 400): its answer is the client's; no other
+                    // provider would differ.
+                    Ok(resp) => {
+                        snap.health.record_success(idx);
+                        return Ok(Reply::Whole(resp));
+                    }
+                    Err(e) => e,
+                }
             }
-            Ok(Answer::Retry(status)) => {
-                ex.upstream_time += sent_at.elapsed();
-                last_error = Some(GatewayError::new(
-                    ErrorKind::UpstreamError,
-                    format!("provider `{}` answered {status}", up.id),
-                ));
-                true
-            }
-            Err(AttemptError::Timeout) => {
-                ex.upstream_time += sent_at.elapsed();
-                last_error = Some(GatewayError::new(
-                    ErrorKind::UpstreamTimeout,
-                    format!(
-                        "provider `{}` did not answer within {} ms",
-                        up.id,
-                        up.timeout.as_millis()
-                    ),
-                ));
-                true
-            }
-            Err(AttemptError::Connect) => {
-                ex.upstream_time += sent_at.elapsed();
-                last_error = Some(GatewayError::new(
-                    ErrorKind::UpstreamError,
-                    format!("could not reach provider `{}`", up.id),
-                ));
-                true
-            }
-            Err(AttemptError::Unavailable) => {
-                last_error = Some(GatewayError::new(
-                    ErrorKind::UpstreamError,
-                    format!("provider `{}` is not configured for use", up.id),
-                ));
-                false
+            Err(e) => {
+                if e != AttemptError::Unavailable {
+                    ex.upstream_time += sent_at.elapsed();
+                }
+                e
             }
         };
-        if retryable {
-            let now = clock::now_ms();
-            if snap.health.record_failure(idx, now) {
-                tracing::warn!(provider = %up.id, "provider ejected after repeated failures");
-            }
+        last_error = Some(attempt_error(failure, &up.id, up.timeout));
+        if failure.counts_against_health() && snap.health.record_failure(idx, clock::now_ms()) {
+            tracing::warn!(provider = %up.id, "provider ejected after repeated failures");
         }
-        if more {
+        if !failure.failover_allowed() {
+            // The provider answered: it has the prompt, and its answer is
+            // final. No other provider is sent it.
+            break;
+        }
+        if n + 1 < candidates.len() && failover {
             state
                 .metrics
                 .failovers
@@ -453,6 +442,59 @@ async fn proxy(
         );
     }
     Err(e)
+}
+
+/// The client's error for a failed attempt at provider `id`: who failed and
+/// how, never what the provider said.
+fn attempt_error(e: AttemptError, id: &ProviderId, timeout: Duration) -> GatewayError {
+    let (kind, message) = match e {
+        AttemptError::Connect => (
+            ErrorKind::UpstreamError,
+            format!("could not reach provider `{id}`"),
+        ),
+        AttemptError::SentThenBroken => (
+            ErrorKind::UpstreamError,
+            format!("the connection to provider `{id}` broke before it answered"),
+        ),
+        AttemptError::Timeout => (
+            ErrorKind::UpstreamTimeout,
+            format!(
+                "provider `{id}` did not answer within {} ms",
+                timeout.as_millis()
+            ),
+        ),
+        AttemptError::Status(status) => (
+            ErrorKind::UpstreamError,
+            format!("provider `{id}` answered {}", status.as_u16()),
+        ),
+        AttemptError::AnswerTooLarge => (
+            ErrorKind::UpstreamError,
+            format!(
+                "provider `{id}` answered with more than {} MiB",
+                MAX_UPSTREAM_BODY >> 20
+            ),
+        ),
+        AttemptError::BadAnswer => (
+            ErrorKind::UpstreamError,
+            format!("provider `{id}` sent an answer that is not one of its protocol"),
+        ),
+        AttemptError::Unavailable => (
+            ErrorKind::UpstreamError,
+            format!("provider `{id}` is not configured for use"),
+        ),
+    };
+    GatewayError::new(kind, message)
+}
+
+/// Whether a response head announces a server-sent event stream.
+fn is_event_stream(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
+        })
 }
 
 /// Whether `idx` may still receive this request, under the configuration in
@@ -501,8 +543,6 @@ enum Answer {
     },
     /// A successful stream, to relay as it arrives.
     Stream(UpstreamResponse),
-    /// A retryable status (429, 5xx).
-    Retry(StatusCode),
 }
 
 /// Reads a non-streamed response whole (bounded in size); the caller bounds
@@ -510,9 +550,15 @@ enum Answer {
 async fn read_whole(resp: UpstreamResponse) -> Result<Answer, AttemptError> {
     let (head, incoming) = resp.into_parts();
     let body = match Limited::new(incoming, MAX_UPSTREAM_BODY).collect().await {
-        // A broken connection or a body over the limit.
-        Err(_) => return Err(AttemptError::Connect),
         Ok(c) => c.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Err(AttemptError::AnswerTooLarge);
+        }
+        // The answer began, then its connection broke.
+        Err(_) => return Err(AttemptError::BadAnswer),
     };
     Ok(Answer::Whole {
         status: head.status,
@@ -530,14 +576,12 @@ fn respond_whole(
     status: StatusCode,
     content_type: Option<HeaderValue>,
     body: Bytes,
-) -> Result<Response<Body>, GatewayError> {
-    let bad = |_: TranslateError| {
-        GatewayError::new(
-            ErrorKind::UpstreamError,
-            "the provider's response could not be translated",
-        )
-    };
+) -> Result<Response<Body>, AttemptError> {
+    let bad = |_: TranslateError| AttemptError::BadAnswer;
     let json = || Some(HeaderValue::from_static("application/json"));
+    // A success must be an answer of the provider's protocol: an error object
+    // or anything else sent with 2xx is the provider's failure (502), never
+    // relayed as a success or recorded as one.
     let (status, content_type, body, tokens) = match (ex.client_api, provider_api) {
         // The provider refusing: its status and error type in the client's
         // protocol, never its own words (SPEC invariant 4: they may echo the
@@ -548,22 +592,22 @@ fn respond_whole(
             (s, json(), b, Tokens::default())
         }
         (ClientApi::OpenAi, Api::OpenAi) => {
-            let t = sse::openai_body_tokens(&body);
+            let t = sse::openai_body_tokens(&body).ok_or(AttemptError::BadAnswer)?;
             (status, content_type, body, t)
         }
         (ClientApi::Anthropic, Api::Anthropic) => {
-            let t = sse::anthropic_body_tokens(&body);
+            let t = sse::anthropic_body_tokens(&body).ok_or(AttemptError::BadAnswer)?;
             (status, content_type, body, t)
         }
         (ClientApi::OpenAi, Api::Anthropic) => {
+            let t = sse::anthropic_body_tokens(&body).ok_or(AttemptError::BadAnswer)?;
             let created = clock::now_ms() / 1000;
             let out = translate::anthropic_to_openai_response_at(&body, public_model, created)
                 .map_err(bad)?;
-            let t = sse::openai_body_tokens(&out);
             (status, json(), Bytes::from(out), t)
         }
         (ClientApi::Anthropic, Api::OpenAi) => {
-            let t = sse::openai_body_tokens(&body);
+            let t = sse::openai_body_tokens(&body).ok_or(AttemptError::BadAnswer)?;
             let out = translate::openai_to_anthropic_response(&body, public_model).map_err(bad)?;
             (status, json(), Bytes::from(out), t)
         }

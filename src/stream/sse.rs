@@ -246,20 +246,27 @@ impl Relay for AnthropicRelay {
 }
 
 /// Token usage of a whole (non-streamed) Anthropic `message` body, in
-/// OpenAI's sense (the prompt includes cached tokens).
-pub fn anthropic_body_tokens(body: &[u8]) -> Tokens {
+/// OpenAI's sense (the prompt includes cached tokens); `None` when the body
+/// is not a message (an error object, or not Anthropic's protocol at all).
+pub fn anthropic_body_tokens(body: &[u8]) -> Option<Tokens> {
     #[derive(Deserialize)]
     struct Body {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        content: Option<Vec<serde::de::IgnoredAny>>,
+        #[serde(default)]
         usage: Option<crate::protocol::anthropic::Usage>,
     }
-    match serde_json::from_slice::<Body>(body) {
-        Ok(Body { usage: Some(u) }) => {
-            let mut a = AnthropicUsage::default();
-            a.update(&u);
-            a.tokens()
-        }
-        _ => Tokens::default(),
+    let b = serde_json::from_slice::<Body>(body).ok()?;
+    if b.kind != "message" || b.content.is_none() {
+        return None;
     }
+    let mut a = AnthropicUsage::default();
+    if let Some(u) = &b.usage {
+        a.update(u);
+    }
+    Some(a.tokens())
 }
 
 /// The end (exclusive) of the first complete event in `buf`: after a blank line.
@@ -307,19 +314,29 @@ fn has_usage_object(data: &[u8]) -> bool {
     false
 }
 
-/// Token usage of a whole (non-streamed) OpenAI response body.
-pub fn openai_body_tokens(body: &[u8]) -> Tokens {
+/// Token usage of a whole (non-streamed) OpenAI response body; `None` when
+/// the body is not an answer (an error object, or not OpenAI's protocol: an
+/// answer has `choices`, or `data` for embeddings, and no `error`).
+pub fn openai_body_tokens(body: &[u8]) -> Option<Tokens> {
     #[derive(Deserialize)]
     struct Body {
+        #[serde(default)]
+        choices: Option<Vec<serde::de::IgnoredAny>>,
+        #[serde(default)]
+        data: Option<Vec<serde::de::IgnoredAny>>,
+        #[serde(default)]
+        error: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
         usage: Option<Usage>,
     }
-    match serde_json::from_slice::<Body>(body) {
-        Ok(Body { usage: Some(u) }) => Tokens {
-            prompt: u.prompt_tokens,
-            completion: u.completion_tokens,
-        },
-        _ => Tokens::default(),
+    let b = serde_json::from_slice::<Body>(body).ok()?;
+    if b.error.is_some() || (b.choices.is_none() && b.data.is_none()) {
+        return None;
     }
+    Some(b.usage.map_or_else(Tokens::default, |u| Tokens {
+        prompt: u.prompt_tokens,
+        completion: u.completion_tokens,
+    }))
 }
 
 #[cfg(test)]
@@ -436,19 +453,47 @@ mod tests {
         let t = openai_body_tokens(br#"{"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":2,"total_tokens":13}}"#);
         assert_eq!(
             t,
-            Tokens {
+            Some(Tokens {
                 prompt: Some(11),
                 completion: Some(2)
-            }
+            })
         );
-        assert_eq!(openai_body_tokens(b"not json"), Tokens::default());
         let e = openai_body_tokens(br#"{"data":[],"usage":{"prompt_tokens":5,"total_tokens":5}}"#);
         assert_eq!(
             e,
-            Tokens {
+            Some(Tokens {
                 prompt: Some(5),
                 completion: None
-            }
+            })
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_answer_is_told_apart() {
+        for not_an_answer in [
+            &b"not json"[..],
+            br#"{"error":{"message":"quota","type":"insufficient_quota"}}"#,
+            br#"{"choices":[],"error":{"message":"x"}}"#,
+            br#"{"object":"chat.completion"}"#,
+            br#"[1,2]"#,
+        ] {
+            assert_eq!(openai_body_tokens(not_an_answer), None);
+        }
+        for not_a_message in [
+            &br#"{"type":"error","error":{"type":"api_error","message":"x"}}"#[..],
+            br#"{"type":"message"}"#,
+            br#"{"choices":[]}"#,
+        ] {
+            assert_eq!(anthropic_body_tokens(not_a_message), None);
+        }
+        assert_eq!(
+            anthropic_body_tokens(
+                br#"{"type":"message","content":[],"usage":{"input_tokens":3,"output_tokens":1}}"#
+            ),
+            Some(Tokens {
+                prompt: Some(3),
+                completion: Some(1)
+            })
         );
     }
 }

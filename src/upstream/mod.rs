@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -82,15 +82,55 @@ pub struct Upstream {
     pub unavailable: Option<String>,
 }
 
-/// Why one attempt failed.
-#[derive(Debug)]
+/// Why one attempt at a provider failed. Each kind knows whether the prompt
+/// may have reached the provider and whether another provider may be tried
+/// (SPEC section 3: only connect errors, timeouts, 429 and 5xx fail over; a
+/// provider that answered has the prompt, and its answer is final).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptError {
-    /// Could not connect or the connection broke before a response.
+    /// Nothing was sent: no connection could be made, or it broke before the
+    /// request was written.
     Connect,
-    /// No response headers within the provider's timeout.
+    /// The request was written, then the connection broke before an answer
+    /// began.
+    SentThenBroken,
+    /// No complete answer within the provider's timeout.
     Timeout,
-    /// The provider cannot be used at all (misconfigured).
+    /// The provider answered with a retryable status (429, 5xx).
+    Status(StatusCode),
+    /// The answer was larger than cordon accepts.
+    AnswerTooLarge,
+    /// The answer began, then broke, or it is not an answer of the
+    /// provider's protocol (e.g. an error object sent with 200).
+    BadAnswer,
+    /// The provider cannot be used at all (misconfigured); never contacted.
     Unavailable,
+}
+
+// === impl AttemptError ===
+
+impl AttemptError {
+    /// Whether the prompt may have reached the provider.
+    pub fn may_have_reached(self) -> bool {
+        !matches!(self, AttemptError::Connect | AttemptError::Unavailable)
+    }
+
+    /// Whether the next eligible provider may be tried.
+    pub fn failover_allowed(self) -> bool {
+        match self {
+            AttemptError::Connect
+            | AttemptError::SentThenBroken
+            | AttemptError::Timeout
+            | AttemptError::Status(_)
+            | AttemptError::Unavailable => true,
+            AttemptError::AnswerTooLarge | AttemptError::BadAnswer => false,
+        }
+    }
+
+    /// Whether it counts against the provider's passive health.
+    pub fn counts_against_health(self) -> bool {
+        !matches!(self, AttemptError::Unavailable)
+    }
 }
 
 // === impl Upstreams ===
@@ -246,7 +286,10 @@ impl Upstream {
         if let Some((name, value)) = &self.auth {
             h.insert(name.clone(), value.clone());
         }
-        self.pool.send(req).await.map_err(|_| AttemptError::Connect)
+        self.pool.send(req).await.map_err(|e| match e {
+            pool::SendError::Connect => AttemptError::Connect,
+            pool::SendError::Broken => AttemptError::SentThenBroken,
+        })
     }
 
     /// The provider's own name for a public model.

@@ -56,6 +56,14 @@ pub enum Behaviour {
     Status(u16),
     /// Never answers (for timeouts).
     Hang,
+    /// Exactly this status, content type and body, in either protocol.
+    Raw {
+        status: u16,
+        content_type: &'static str,
+        body: Bytes,
+    },
+    /// These bytes as `text/event-stream`, then an end as `RawEnd` says.
+    RawStream { events: Vec<Bytes>, end: RawEnd },
     /// This status with an error body (in the mock's protocol) whose message
     /// quotes the credential the mock received, as OpenAI's 401 does
     /// ("Incorrect API key provided: sk-…").
@@ -105,7 +113,7 @@ pub struct MockProvider {
     connections: Arc<AtomicUsize>,
 }
 
-pub type MockBody = BoxBody<Bytes, Infallible>;
+pub type MockBody = BoxBody<Bytes, std::io::Error>;
 
 impl MockProvider {
     /// Starts a mock on 127.0.0.1:0 that answers `Behaviour::Ok`.
@@ -292,6 +300,21 @@ impl MockProvider {
         let wants_stream = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .is_some_and(|v| v["stream"] == serde_json::Value::Bool(true));
+        match behaviour {
+            Behaviour::Raw {
+                status,
+                content_type,
+                body,
+            } => {
+                let mut resp = Response::new(full(body));
+                *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+                resp.headers_mut()
+                    .insert("content-type", content_type.parse().unwrap());
+                return resp;
+            }
+            Behaviour::RawStream { events, end } => return self.raw_stream(events, end),
+            _ => {}
+        }
         if let Behaviour::EchoCredential(code) = behaviour {
             let message = format!("Incorrect API key provided: {credential}");
             let v = if self.anthropic {
@@ -392,7 +415,10 @@ impl MockProvider {
                 StatusCode::from_u16(code).unwrap(),
                 serde_json::json!({"error": {"message": format!("invalid request: {}", String::from_utf8_lossy(&body)), "type": "invalid_request_error"}}),
             ),
-            Behaviour::Hang | Behaviour::EchoCredential(_) => {
+            Behaviour::Hang
+            | Behaviour::EchoCredential(_)
+            | Behaviour::Raw { .. }
+            | Behaviour::RawStream { .. } => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 json(StatusCode::OK, serde_json::json!({}))
             }
@@ -402,7 +428,7 @@ impl MockProvider {
                 prompt_tokens,
                 completion_tokens,
             } => {
-                let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+                let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
                 let last = self.last_chunk.lock().unwrap().clone();
                 let name = self.name.clone();
                 let aborted = self.aborted.clone();
@@ -468,7 +494,7 @@ impl MockProvider {
     /// Streams `events` (each a complete SSE event), `delay` apart, recording
     /// what is sent and whether the receiver went away.
     fn stream_events(&self, events: Vec<String>, delay: Duration) -> Response<MockBody> {
-        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
         let last = self.last_chunk.lock().unwrap().clone();
         let aborted = self.aborted.clone();
         let sent = self.sent.clone();
@@ -652,7 +678,10 @@ impl MockProvider {
                 "invalid_request_error",
                 format!("invalid request: {}", String::from_utf8_lossy(body)),
             ),
-            Behaviour::Hang | Behaviour::EchoCredential(_) => {
+            Behaviour::Hang
+            | Behaviour::EchoCredential(_)
+            | Behaviour::Raw { .. }
+            | Behaviour::RawStream { .. } => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 json(StatusCode::OK, serde_json::json!({}))
             }
@@ -661,9 +690,80 @@ impl MockProvider {
 }
 
 fn json(status: StatusCode, v: serde_json::Value) -> Response<MockBody> {
-    let mut resp = Response::new(Full::new(Bytes::from(v.to_string())).boxed());
+    let mut resp = Response::new(full(Bytes::from(v.to_string())));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
     resp
+}
+
+fn full(b: Bytes) -> MockBody {
+    Full::new(b).map_err(|never| match never {}).boxed()
+}
+
+/// How a `Behaviour::RawStream` ends after its events.
+#[derive(Debug, Clone)]
+pub enum RawEnd {
+    /// The body ends cleanly.
+    Finish,
+    /// The connection is cut mid-body (no terminating chunk).
+    Cut,
+    /// Nothing more is sent, and the body never ends.
+    Hang,
+    /// These bytes again and again, until the receiver goes away.
+    Endless(Bytes),
+}
+
+impl MockProvider {
+    /// Streams `events` verbatim as `text/event-stream`, then ends as `end`
+    /// says, recording what is sent.
+    fn raw_stream(&self, events: Vec<Bytes>, end: RawEnd) -> Response<MockBody> {
+        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+        let aborted = self.aborted.clone();
+        let sent = self.sent.clone();
+        let slot = {
+            let mut s = sent.lock().unwrap();
+            s.push(Vec::new());
+            s.len() - 1
+        };
+        tokio::spawn(async move {
+            let send = |b: Bytes| {
+                let (tx, sent) = (tx.clone(), sent.clone());
+                async move {
+                    sent.lock().unwrap()[slot].extend_from_slice(&b);
+                    tx.send(Ok(Frame::data(b))).await.is_ok()
+                }
+            };
+            for e in events {
+                if !send(e).await {
+                    aborted.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+            }
+            match end {
+                RawEnd::Finish => {}
+                RawEnd::Cut => {
+                    let _ = tx.send(Err(std::io::Error::other("cut by the mock"))).await;
+                }
+                RawEnd::Hang => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                RawEnd::Endless(b) => loop {
+                    if tx.send(Ok(Frame::data(b.clone()))).await.is_err() {
+                        aborted.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                },
+            }
+        });
+        let stream =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|f| (f, rx)) },
+            );
+        let mut resp = Response::new(StreamBody::new(stream).boxed());
+        resp.headers_mut()
+            .insert("content-type", "text/event-stream".parse().unwrap());
+        resp
+    }
 }
