@@ -11,6 +11,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::mock::RawEnd;
 use common::records::{UsageRow, contains_bytes, files_containing, usage_rows};
 use common::{Behaviour, EU_TERMS, Gateway, GatewayBuilder, MockProvider, chat};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -401,4 +402,139 @@ async fn an_answer_too_large_is_a_502_without_failover() {
     in_flight_settles_to_zero(&gw).await;
     let (rows, _log, _dir) = stop_and_read(gw).await;
     one_record_each(&rows, &["too-large".to_owned()], "upstream_error");
+}
+
+/// An OpenAI content chunk saying `text`.
+fn content_event(text: &str) -> bytes::Bytes {
+    let v = serde_json::json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
+    bytes::Bytes::from(format!("data: {v}\n\n"))
+}
+
+/// Reads a whole streamed answer (the stream must end, not hang or reset).
+async fn stream_text(gw: &Gateway, id: &str) -> String {
+    let (status, text) = send_chat(gw, id, true).await;
+    assert_eq!(status, 200, "{text}");
+    text
+}
+
+/// Row 7: a provider stream cut mid-way ends, for the client, with an error
+/// event of its protocol, then the end of the stream (an SDK raises it),
+/// and is recorded as `upstream_error`.
+#[tokio::test]
+async fn a_provider_stream_cut_midway_ends_with_an_error_event() {
+    let mock = MockProvider::start("eu").await;
+    mock.set(Behaviour::RawStream {
+        events: vec![content_event("Hel"), content_event("lo")],
+        end: RawEnd::Cut,
+    });
+    let gw = one_provider(&mock, "").await;
+    let text = stream_text(&gw, "cut").await;
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(events.len(), 3, "{text}");
+    let last: serde_json::Value =
+        serde_json::from_str(events[2].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_error", "{text}");
+    assert!(!text.contains("[DONE]"), "not told as complete: {text}");
+    in_flight_settles_to_zero(&gw).await;
+    let (rows, _log, _dir) = stop_and_read(gw).await;
+    one_record_each(&rows, &["cut".to_owned()], "upstream_error");
+}
+
+/// Row 4: an event that never ends is cut at the per-event cap (1 MiB by
+/// default): the stream ends with an error event, cordon's memory stays
+/// bounded, and the provider's connection is closed.
+#[tokio::test]
+async fn an_unterminated_provider_event_is_cut_at_the_cap() {
+    let mock = MockProvider::start("eu").await;
+    mock.set(Behaviour::RawStream {
+        events: vec![
+            content_event("Hel"),
+            bytes::Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\""),
+        ],
+        end: RawEnd::Endless(bytes::Bytes::from(vec![b'x'; 64 * 1024])),
+    });
+    let gw = one_provider(&mock, "").await;
+    let text = stream_text(&gw, "endless").await;
+    assert!(text.len() < 4096, "the unterminated event was relayed");
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    assert!(
+        last.starts_with("data: {\"error\"") && last.contains("too large"),
+        "{text}"
+    );
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while mock.streams_aborted() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the provider is still being read"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent = mock.sent_streams()[0].len();
+    assert!(sent < 8 << 20, "read {sent} bytes of one event");
+    in_flight_settles_to_zero(&gw).await;
+    let (rows, _log, _dir) = stop_and_read(gw).await;
+    one_record_each(&rows, &["endless".to_owned()], "upstream_error");
+}
+
+/// A provider's own mid-stream error event, passed through, keeps its type
+/// but never its words (which may echo the credential).
+#[tokio::test]
+async fn a_provider_error_event_mid_stream_is_scrubbed() {
+    for anthropic in [false, true] {
+        let (mock, event) = if anthropic {
+            (
+                MockProvider::start_anthropic("eu").await,
+                format!(
+                    "event: error\ndata: {}\n\n",
+                    serde_json::json!({"type": "error", "error": {"type": "overloaded_error",
+                        "message": format!("key {PROVIDER_KEY} overloaded")}})
+                ),
+            )
+        } else {
+            (
+                MockProvider::start("eu").await,
+                format!(
+                    "data: {}\n\n",
+                    serde_json::json!({"error": {"type": "server_error",
+                        "message": format!("key {PROVIDER_KEY} failed")}})
+                ),
+            )
+        };
+        mock.set(Behaviour::RawStream {
+            events: vec![bytes::Bytes::from(event)],
+            end: RawEnd::Finish,
+        });
+        let gw = one_provider(&mock, "").await;
+        let (path, body) = if anthropic {
+            (
+                "/v1/messages",
+                serde_json::json!({"model": "gpt-4o", "max_tokens": 10, "stream": true,
+                    "messages": [{"role": "user", "content": "hi"}]}),
+            )
+        } else {
+            let mut b = chat("gpt-4o", "hi");
+            b["stream"] = true.into();
+            ("/v1/chat/completions", b)
+        };
+        let text = common::http()
+            .post(gw.url(path))
+            .bearer_auth(&gw.keys[0])
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!text.contains("sk-proj"), "{text}");
+        let kind = if anthropic {
+            "overloaded_error"
+        } else {
+            "server_error"
+        };
+        assert!(text.contains(kind), "the type is kept: {text}");
+        stop_and_read(gw).await;
+    }
 }

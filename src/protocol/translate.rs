@@ -1456,6 +1456,60 @@ pub fn sse_fields(event: &[u8]) -> (Option<&str>, Vec<u8>) {
     (name, data)
 }
 
+/// The last event of a stream cordon ends as failed (`why`: cordon's own
+/// words), in the client's protocol: OpenAI's SDKs raise on a `data:` event
+/// holding `error`, Anthropic's on an `error` event.
+pub fn failure_event(client: Wire, why: &str) -> Bytes {
+    match client {
+        Wire::OpenAi => openai_event(&json!({"error": {
+            "type": "api_error",
+            "code": "upstream_error",
+            "message": why,
+            "param": null,
+        }})),
+        Wire::Anthropic => anthropic_event(
+            "error",
+            &json!({"type": "error", "error": {"type": "api_error", "message": why}}),
+        ),
+    }
+}
+
+/// A provider's own mid-stream error event (`data`: its payload, in the
+/// provider's protocol `from`), scrubbed as [`scrub_provider_error`] does
+/// for whole answers, as the event a client of the same protocol gets: the
+/// provider's documented error type, never its message.
+pub fn scrub_stream_error(from: Wire, data: &[u8]) -> Bytes {
+    #[derive(Deserialize, Default)]
+    struct Body {
+        #[serde(default)]
+        error: Option<Detail>,
+    }
+    #[derive(Deserialize, Default)]
+    struct Detail {
+        #[serde(rename = "type", default)]
+        kind: Option<String>,
+    }
+    let e: Body = serde_json::from_slice(data).unwrap_or_default();
+    let kind = error_type(e.error.and_then(|d| d.kind).as_deref());
+    let protocol = match from {
+        Wire::OpenAi => "OpenAI",
+        Wire::Anthropic => "Anthropic",
+    };
+    let why = format!("the provider ({protocol} protocol) failed mid-stream: {kind}");
+    match from {
+        Wire::OpenAi => openai_event(&json!({"error": {
+            "type": "api_error",
+            "code": kind,
+            "message": why,
+            "param": null,
+        }})),
+        Wire::Anthropic => anthropic_event(
+            "error",
+            &json!({"type": "error", "error": {"type": kind, "message": why}}),
+        ),
+    }
+}
+
 fn openai_event<T: Serialize + ?Sized>(v: &T) -> Bytes {
     let mut b = Vec::with_capacity(160);
     b.extend_from_slice(b"data: ");

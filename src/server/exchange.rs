@@ -55,6 +55,8 @@ struct Exchange {
     provider_api: Option<&'static str>,
     /// The protocol the client spoke.
     client_api: ClientApi,
+    /// Whether the request body was read whole.
+    body_read: bool,
     /// How the exchange ended, as far as it is known. Until a stage says
     /// otherwise, the client went away (the request's future was dropped).
     end: End,
@@ -105,7 +107,9 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
         } else {
             GatewayError::new(ErrorKind::NotFound, "not found")
         };
-        return error_response(&e, ClientApi::OpenAi, &request_id, None, None);
+        let mut resp = error_response(&e, ClientApi::OpenAi, &request_id, None, None);
+        close_if_unread(&mut resp, &req);
+        return resp;
     };
     let client_api = match endpoint {
         Endpoint::Messages => ClientApi::Anthropic,
@@ -113,7 +117,9 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
     };
     if req.method() != Method::POST {
         let e = GatewayError::new(ErrorKind::MethodNotAllowed, "use POST");
-        return error_response(&e, client_api, &request_id, None, None);
+        let mut resp = error_response(&e, client_api, &request_id, None, None);
+        close_if_unread(&mut resp, &req);
+        return resp;
     }
     let endpoint_name = match endpoint {
         Endpoint::ChatCompletions => "chat.completions",
@@ -124,6 +130,7 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
     // however it ends: answered, refused, the client gone (this future
     // dropped), a panic, or shutdown.
     let mut ex = Exchange::new(state, request_id, endpoint_name, client_api);
+    let unread = Unread::of(&req);
     // Boxed: hyper's server keeps the request's future allocated for the
     // whole life of the client connection (it reuses the allocation for the
     // next request), so every state of `proxy` inlined here would cost each
@@ -133,13 +140,17 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
         Ok(Reply::Whole(resp)) => resp,
         Ok(Reply::Stream(s)) => s.into_response(ex),
         Err(e) => {
-            let resp = error_response(
+            let mut resp = error_response(
                 &e,
                 ex.client_api,
                 &ex.request_id,
                 ex.provider.as_ref().map(|(_, id)| id.as_str()),
                 ex.policy_version.as_deref(),
             );
+            if !ex.body_read && unread == Unread::Http1Body {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             let outcome = if ex.tried.is_empty() {
                 Outcome::Refused
             } else {
@@ -148,6 +159,33 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
             ex.end = End::plain(e.kind.status(), outcome);
             resp
         }
+    }
+}
+
+/// Whether refusing a request before its body is read leaves bytes on an
+/// HTTP/1.1 connection: hyper then closes it after the answer (it cannot
+/// tell where the next request starts), and says so with `connection:
+/// close`, or a client reusing it would see its next request dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unread {
+    Http1Body,
+    Nothing,
+}
+
+impl Unread {
+    fn of<B: http_body::Body>(req: &hyper::Request<B>) -> Self {
+        if req.version() < http::Version::HTTP_2 && !req.body().is_end_stream() {
+            Unread::Http1Body
+        } else {
+            Unread::Nothing
+        }
+    }
+}
+
+fn close_if_unread<B: http_body::Body>(resp: &mut Response<Body>, req: &hyper::Request<B>) {
+    if Unread::of(req) == Unread::Http1Body {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
 }
 
@@ -182,6 +220,7 @@ async fn proxy(
         .get(&X_CORDON_REQUIRE)
         .map(|v| v.to_str().map(str::to_owned));
     let body = read_body(req.into_body(), max).await?;
+    ex.body_read = true;
 
     // 3. the routing fields only
     let parsed = openai::Request::parse(&body)
@@ -704,6 +743,7 @@ impl StreamReply {
     /// The response, whose body owns `ex` from now on.
     fn into_response(self, mut ex: Exchange) -> Response<Body> {
         let (status, sent_at) = (self.status, self.sent_at);
+        let client = client_wire(ex.client_api);
         let on_end = move |end: Ended| {
             ex.upstream_time += end.at.saturating_duration_since(sent_at);
             ex.end = End {
@@ -718,7 +758,7 @@ impl StreamReply {
             };
             // `ex` is dropped here, and so recorded.
         };
-        let body = RelayBody::boxed(self.upstream, self.relay, on_end)
+        let body = RelayBody::boxed(self.upstream, self.relay, client, on_end)
             .with_idle_timeout(self.idle_timeout);
         self.head
             .body(body.boxed_unsync())
@@ -788,6 +828,7 @@ impl Exchange {
             streamed: false,
             provider_api: None,
             client_api,
+            body_read: false,
             end: End::plain(CLIENT_CLOSED, Outcome::Cancelled),
         }
     }

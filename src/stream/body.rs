@@ -14,8 +14,9 @@ use http_body::{Body, Frame};
 use tokio::time::Sleep;
 
 #[cfg(test)]
-use super::sse::OpenAiRelay;
-use super::sse::{Relay, Tokens};
+use super::sse::{AnthropicRelay, OpenAiRelay};
+use super::sse::{Framer, Relay, Tokens};
+use crate::protocol::translate::Wire;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -45,7 +46,10 @@ type OnEnd = Box<dyn FnOnce(Ended) + Send>;
 /// A relayed SSE body, reading the upstream body `B`.
 pub struct RelayBody<B> {
     upstream: B,
+    framer: Framer,
     relay: Box<dyn Relay>,
+    /// The client's protocol, in which a failure is told as a last event.
+    client: Wire,
     /// The next frame for the client: the events gathered last, joined.
     ready: Option<Bytes>,
     scratch: Vec<Bytes>,
@@ -56,6 +60,9 @@ pub struct RelayBody<B> {
     /// An upstream failure, reported once the events before it are out.
     failure: Option<&'static str>,
 }
+
+/// The longest event accepted from upstream by default.
+pub const DEFAULT_MAX_EVENT: usize = 1 << 20;
 
 /// Events gathered beyond this many bytes leave without waiting for more.
 const MAX_GATHER: usize = 32 * 1024;
@@ -90,23 +97,28 @@ impl Idle {
 }
 
 impl<B> RelayBody<B> {
+    /// Relays `upstream` through `relay` to a client speaking `client`.
     pub fn new(
         upstream: B,
         relay: impl Relay + 'static,
+        client: Wire,
         on_end: impl FnOnce(Ended) + Send + 'static,
     ) -> Self {
-        Self::boxed(upstream, Box::new(relay), on_end)
+        Self::boxed(upstream, Box::new(relay), client, on_end)
     }
 
     /// As [`RelayBody::new`], with the relay chosen at run time.
     pub fn boxed(
         upstream: B,
         relay: Box<dyn Relay>,
+        client: Wire,
         on_end: impl FnOnce(Ended) + Send + 'static,
     ) -> Self {
         Self {
             upstream,
+            framer: Framer::new(DEFAULT_MAX_EVENT),
             relay,
+            client,
             ready: None,
             scratch: Vec::new(),
             done: false,
@@ -115,6 +127,12 @@ impl<B> RelayBody<B> {
             idle: None,
             failure: None,
         }
+    }
+
+    /// Fails the stream when one upstream event grows past `bytes`.
+    pub fn with_max_event(mut self, bytes: usize) -> Self {
+        self.framer = Framer::new(bytes);
+        self
     }
 
     /// Fails the stream when upstream sends nothing for `limit`.
@@ -138,10 +156,17 @@ impl<B> RelayBody<B> {
         }
     }
 
+    /// Ends the stream as failed: the client is told so in its protocol's
+    /// own words (a last error event), then the stream ends. An SDK raises
+    /// the error, where a connection that just dropped would look like a
+    /// network fault, or, worse, like a complete answer.
     fn fail(&mut self, why: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.done = true;
         self.end(StreamEnd::UpstreamFailed);
-        Poll::Ready(Some(Err(why.into())))
+        Poll::Ready(Some(Ok(Frame::data(super::sse::failure_event(
+            self.client,
+            why,
+        )))))
     }
 
     fn take_events(&mut self) {
@@ -201,18 +226,23 @@ where
                     }
                     // Trailers carry nothing to relay.
                     if let Ok(chunk) = frame.into_data() {
-                        this.relay.push(&chunk, &mut this.scratch);
-                        if this.scratch.iter().map(Bytes::len).sum::<usize>() >= MAX_GATHER {
+                        let pushed = this
+                            .framer
+                            .push(&chunk, &mut *this.relay, &mut this.scratch);
+                        if pushed.is_err() {
+                            this.take_events();
+                            this.failure = Some("an event from the provider was too large");
+                        } else if this.scratch.iter().map(Bytes::len).sum::<usize>() >= MAX_GATHER {
                             this.take_events();
                         }
                     }
                 }
                 Poll::Ready(Some(Err(_))) => {
                     this.take_events();
-                    this.failure = Some("upstream stream failed");
+                    this.failure = Some("the provider's stream broke");
                 }
                 Poll::Ready(None) => {
-                    this.relay.finish(&mut this.scratch);
+                    this.framer.finish(&mut *this.relay, &mut this.scratch);
                     this.take_events();
                     this.done = true;
                 }
@@ -221,7 +251,7 @@ where
                     if let Some(idle) = &mut this.idle
                         && idle.expired(cx)
                     {
-                        return this.fail("upstream stream stalled");
+                        return this.fail("the provider's stream stalled");
                     }
                     return Poll::Pending;
                 }
@@ -273,7 +303,7 @@ mod tests {
             b"{\"prompt_tokens\":4,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n",
         ]);
         let (seen, on_end) = recorder();
-        let body = RelayBody::new(chunks, OpenAiRelay::new(true), on_end);
+        let body = RelayBody::new(chunks, OpenAiRelay::new(true), Wire::OpenAi, on_end);
         let out = body.collect().await.unwrap().to_bytes();
         assert_eq!(
             &out[..],
@@ -297,7 +327,7 @@ mod tests {
             http_body_util::BodyStream::new(burst).chain(later),
         ));
         let (_, on_end) = recorder();
-        let mut body = RelayBody::new(upstream, OpenAiRelay::new(true), on_end);
+        let mut body = RelayBody::new(upstream, OpenAiRelay::new(true), Wire::OpenAi, on_end);
         let mut frames = Vec::new();
         while let Some(f) = body.frame().await {
             frames.push(f.unwrap().into_data().unwrap());
@@ -313,16 +343,45 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn events_before_an_upstream_failure_are_delivered_then_the_error() {
+    async fn events_before_an_upstream_failure_are_delivered_then_an_error_event() {
         let frames = stream::iter([
             Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"data: 1\n\n"))),
             Err::<Frame<Bytes>, BoxError>("connection reset".into()),
         ]);
         let (seen, on_end) = recorder();
-        let mut body = RelayBody::new(StreamBody::new(frames), OpenAiRelay::new(true), on_end);
+        let mut body = RelayBody::new(
+            StreamBody::new(frames),
+            OpenAiRelay::new(true),
+            Wire::OpenAi,
+            on_end,
+        );
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(first, Bytes::from_static(b"data: 1\n\n"));
-        assert!(body.frame().await.unwrap().is_err());
+        let last = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert!(
+            last.starts_with(b"data: {\"error\":") && last.ends_with(b"\n\n"),
+            "{last:?}"
+        );
+        assert!(body.frame().await.is_none(), "then the end");
+        assert_eq!(seen.lock().unwrap()[0].how, StreamEnd::UpstreamFailed);
+    }
+
+    #[tokio::test]
+    async fn an_event_that_never_ends_fails_the_stream_at_the_limit() {
+        // 1 KiB chunks of one event that never ends, for ever.
+        let endless = stream::iter(std::iter::repeat_with(|| {
+            Ok::<_, BoxError>(Frame::data(Bytes::from(vec![b'x'; 1024])))
+        }));
+        let (seen, on_end) = recorder();
+        let mut body = RelayBody::new(
+            StreamBody::new(endless),
+            AnthropicRelay::new(),
+            Wire::Anthropic,
+            on_end,
+        )
+        .with_max_event(64 * 1024);
+        let last = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert!(last.starts_with(b"event: error\n"), "{last:?}");
         assert!(body.frame().await.is_none());
         assert_eq!(seen.lock().unwrap()[0].how, StreamEnd::UpstreamFailed);
     }
@@ -330,7 +389,7 @@ mod tests {
     #[tokio::test]
     async fn dropping_the_body_reports_cancellation_once() {
         let (seen, on_end) = recorder();
-        let body = RelayBody::new(silent(), OpenAiRelay::new(false), on_end);
+        let body = RelayBody::new(silent(), OpenAiRelay::new(false), Wire::OpenAi, on_end);
         drop(body);
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 1);
@@ -349,17 +408,20 @@ mod tests {
     async fn an_upstream_silent_for_the_timeout_fails_the_stream() {
         let (seen, on_end) = recorder();
         let started = tokio::time::Instant::now();
-        let mut body = RelayBody::new(silent(), OpenAiRelay::new(true), on_end)
+        let mut body = RelayBody::new(silent(), OpenAiRelay::new(true), Wire::OpenAi, on_end)
             .with_idle_timeout(Duration::from_secs(30));
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert!(first.starts_with(b"data: "), "the event before the silence");
         let after = tokio::time::timeout(Duration::from_secs(120), body.frame())
             .await
             .expect("a silent upstream must end the stream")
+            .unwrap()
+            .unwrap()
+            .into_data()
             .unwrap();
         assert!(
-            after.is_err(),
-            "ended as an error, not as a complete stream"
+            after.starts_with(b"data: {\"error\":"),
+            "ended with an error event, not as a complete stream: {after:?}"
         );
         let waited = started.elapsed();
         assert!(
@@ -383,6 +445,7 @@ mod tests {
         let body = RelayBody::new(
             StreamBody::new(Box::pin(events)),
             OpenAiRelay::new(true),
+            Wire::OpenAi,
             on_end,
         )
         .with_idle_timeout(Duration::from_secs(30));

@@ -16,28 +16,94 @@ pub struct Tokens {
     pub completion: Option<i64>,
 }
 
-/// One way of relaying a provider's SSE stream to the client: fed upstream
-/// bytes, it emits whole events (passed on or translated) and counts usage.
+/// One way of relaying a provider's SSE stream to the client, one complete
+/// event at a time (the [`Framer`] cuts them): each is passed on, changed,
+/// translated or dropped, and usage is counted.
 pub trait Relay: Send {
-    /// Feeds bytes from upstream; events to send on go to `out`.
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<Bytes>);
-    /// Upstream ended: whatever must still be sent goes to `out`.
-    fn finish(&mut self, out: &mut Vec<Bytes>);
+    /// One complete event from upstream (its blank line included); events to
+    /// send on go to `out`.
+    fn event(&mut self, event: Bytes, out: &mut Vec<Bytes>);
+    /// Upstream ended (after its last event): whatever must still be sent
+    /// goes to `out`.
+    fn finish(&mut self, _out: &mut Vec<Bytes>) {}
     /// Usage reported so far.
     fn tokens(&self) -> Tokens;
     /// Whether an event carrying content has been emitted.
     fn saw_content(&self) -> bool;
 }
 
-/// Cuts the next complete event off `buf`, if there is one.
-pub fn next_event(buf: &mut BytesMut) -> Option<Bytes> {
-    event_end(buf).map(|end| buf.split_to(end).freeze())
+impl<R: Relay + ?Sized> Relay for Box<R> {
+    fn event(&mut self, event: Bytes, out: &mut Vec<Bytes>) {
+        (**self).event(event, out);
+    }
+    fn finish(&mut self, out: &mut Vec<Bytes>) {
+        (**self).finish(out);
+    }
+    fn tokens(&self) -> Tokens {
+        (**self).tokens()
+    }
+    fn saw_content(&self) -> bool {
+        (**self).saw_content()
+    }
+}
+
+pub use crate::protocol::translate::failure_event;
+use crate::protocol::translate::{Wire, scrub_stream_error};
+
+/// Cuts a provider's SSE byte stream into complete events, as bytes arrive,
+/// for a [`Relay`]. The one place SSE is framed. An event still incomplete
+/// beyond `max_event` bytes ends the stream: a provider that never ends an
+/// event must not hold cordon's memory without bound.
+#[derive(Debug)]
+pub struct Framer {
+    buf: BytesMut,
+    max_event: usize,
+}
+
+/// An event from upstream grew past the limit without ending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an event from the provider is larger than {0} bytes")]
+pub struct EventTooLarge(pub usize);
+
+impl Framer {
+    pub fn new(max_event: usize) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            max_event,
+        }
+    }
+
+    /// Feeds bytes from upstream: each complete event goes to `relay`.
+    pub fn push(
+        &mut self,
+        chunk: &[u8],
+        relay: &mut dyn Relay,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), EventTooLarge> {
+        self.buf.extend_from_slice(chunk);
+        while let Some(end) = event_end(&self.buf) {
+            relay.event(self.buf.split_to(end).freeze(), out);
+        }
+        if self.buf.len() > self.max_event {
+            self.buf = BytesMut::new();
+            return Err(EventTooLarge(self.max_event));
+        }
+        Ok(())
+    }
+
+    /// Upstream ended: an unterminated last event goes to `relay` as it is,
+    /// then the relay finishes.
+    pub fn finish(&mut self, relay: &mut dyn Relay, out: &mut Vec<Bytes>) {
+        if !self.buf.is_empty() {
+            relay.event(self.buf.split().freeze(), out);
+        }
+        relay.finish(out);
+    }
 }
 
 /// Splits an SSE byte stream into events and inspects OpenAI chunks.
 #[derive(Debug, Default)]
 pub struct OpenAiRelay {
-    buf: BytesMut,
     /// Drop the usage-only chunk (the client did not ask for it).
     strip_usage: bool,
     pub tokens: Tokens,
@@ -68,27 +134,6 @@ impl OpenAiRelay {
         Self {
             strip_usage,
             ..Self::default()
-        }
-    }
-
-    /// Feeds bytes from upstream; complete events to send on go to `out`.
-    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<Bytes>) {
-        self.buf.extend_from_slice(chunk);
-        while let Some(end) = event_end(&self.buf) {
-            let event = self.buf.split_to(end).freeze();
-            if self.keep(&event) {
-                out.push(event);
-            }
-        }
-    }
-
-    /// Upstream ended: whatever is left (an unterminated last event) goes on.
-    pub fn finish(&mut self, out: &mut Vec<Bytes>) {
-        if !self.buf.is_empty() {
-            let event = self.buf.split().freeze();
-            if self.keep(&event) {
-                out.push(event);
-            }
         }
     }
 
@@ -127,11 +172,19 @@ impl OpenAiRelay {
 }
 
 impl Relay for OpenAiRelay {
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<Bytes>) {
-        OpenAiRelay::push(self, chunk, out);
-    }
-    fn finish(&mut self, out: &mut Vec<Bytes>) {
-        OpenAiRelay::finish(self, out);
+    fn event(&mut self, event: Bytes, out: &mut Vec<Bytes>) {
+        // The provider's own error event: its words may quote the request or
+        // the credential cordon sent, so only its type is passed on.
+        if let Some(data) = data_of(&event)
+            && ERROR_KEY.find(data).is_some()
+            && is_error_object(data)
+        {
+            out.push(scrub_stream_error(Wire::OpenAi, data));
+            return;
+        }
+        if self.keep(&event) {
+            out.push(event);
+        }
     }
     fn tokens(&self) -> Tokens {
         self.tokens
@@ -146,7 +199,6 @@ impl Relay for OpenAiRelay {
 /// OpenAI's sense: the prompt includes cached tokens.
 #[derive(Default)]
 pub struct AnthropicRelay {
-    buf: BytesMut,
     usage: AnthropicUsage,
     saw_content: bool,
 }
@@ -223,19 +275,18 @@ impl AnthropicRelay {
 }
 
 impl Relay for AnthropicRelay {
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<Bytes>) {
-        self.buf.extend_from_slice(chunk);
-        while let Some(event) = next_event(&mut self.buf) {
-            self.inspect(&event);
-            out.push(event);
+    fn event(&mut self, event: Bytes, out: &mut Vec<Bytes>) {
+        // The provider's own error event: only its type is passed on (see
+        // `OpenAiRelay`).
+        if event.starts_with(b"event: error") || event.starts_with(b"event:error") {
+            out.push(scrub_stream_error(
+                Wire::Anthropic,
+                data_of(&event).unwrap_or_default(),
+            ));
+            return;
         }
-    }
-    fn finish(&mut self, out: &mut Vec<Bytes>) {
-        if !self.buf.is_empty() {
-            let event = self.buf.split().freeze();
-            self.inspect(&event);
-            out.push(event);
-        }
+        self.inspect(&event);
+        out.push(event);
     }
     fn tokens(&self) -> Tokens {
         self.usage.tokens()
@@ -299,6 +350,18 @@ fn data_of(event: &[u8]) -> Option<&[u8]> {
 /// streaming run's samples went to `Searcher::new`).
 static USAGE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
 static CONTENT_BLOCK: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"content_block"));
+/// `"error"` as a JSON key; inside a string value it would be escaped.
+static ERROR_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
+
+/// Whether a JSON chunk is an object with a non-null top-level `error`.
+fn is_error_object(data: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Chunk {
+        #[serde(default)]
+        error: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Chunk>(data).is_ok_and(|c| c.error.is_some())
+}
 
 /// Whether a JSON chunk has `"usage": {` (not `"usage": null`). A key in a
 /// string value would be escaped (`\"usage\"`), so it cannot match.
@@ -396,11 +459,12 @@ mod tests {
 
     fn relay(strip: bool, pieces: &[&[u8]]) -> (OpenAiRelay, Vec<u8>, usize) {
         let mut r = OpenAiRelay::new(strip);
+        let mut f = Framer::new(1 << 20);
         let mut out = Vec::new();
         for p in pieces {
-            r.push(p, &mut out);
+            f.push(p, &mut r, &mut out).unwrap();
         }
-        r.finish(&mut out);
+        f.finish(&mut r, &mut out);
         let n = out.len();
         (r, out.concat(), n)
     }

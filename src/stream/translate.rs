@@ -2,9 +2,9 @@
 //! complete event at a time (the state machines live in
 //! `protocol::translate`). Nothing is buffered beyond one event.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use super::sse::{Relay, Tokens, next_event};
+use super::sse::{Relay, Tokens};
 use crate::protocol::translate::{
     AnthropicToOpenAiStream, OpenAiToAnthropicStream, TokenUsage, sse_fields,
 };
@@ -18,7 +18,6 @@ fn tokens(u: TokenUsage) -> Tokens {
 
 /// An Anthropic provider's stream, to an OpenAI client.
 pub struct AnthropicToOpenAiRelay {
-    buf: BytesMut,
     inner: AnthropicToOpenAiStream,
     saw_content: bool,
 }
@@ -26,13 +25,12 @@ pub struct AnthropicToOpenAiRelay {
 impl AnthropicToOpenAiRelay {
     pub fn new(inner: AnthropicToOpenAiStream) -> Self {
         Self {
-            buf: BytesMut::new(),
             inner,
             saw_content: false,
         }
     }
 
-    fn event(&mut self, event: &[u8], out: &mut Vec<Bytes>) {
+    fn translate(&mut self, event: &[u8], out: &mut Vec<Bytes>) {
         let (name, data) = sse_fields(event);
         if name.is_some_and(|n| n.starts_with("content_block")) {
             self.saw_content = true;
@@ -42,17 +40,10 @@ impl AnthropicToOpenAiRelay {
 }
 
 impl Relay for AnthropicToOpenAiRelay {
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<Bytes>) {
-        self.buf.extend_from_slice(chunk);
-        while let Some(event) = next_event(&mut self.buf) {
-            self.event(&event, out);
-        }
+    fn event(&mut self, event: Bytes, out: &mut Vec<Bytes>) {
+        self.translate(&event, out);
     }
     fn finish(&mut self, out: &mut Vec<Bytes>) {
-        if !self.buf.is_empty() {
-            let event = self.buf.split().freeze();
-            self.event(&event, out);
-        }
         self.inner.finish(out);
     }
     fn tokens(&self) -> Tokens {
@@ -65,7 +56,6 @@ impl Relay for AnthropicToOpenAiRelay {
 
 /// An OpenAI provider's stream, to an Anthropic client.
 pub struct OpenAiToAnthropicRelay {
-    buf: BytesMut,
     inner: OpenAiToAnthropicStream,
     saw_content: bool,
 }
@@ -73,13 +63,12 @@ pub struct OpenAiToAnthropicRelay {
 impl OpenAiToAnthropicRelay {
     pub fn new(inner: OpenAiToAnthropicStream) -> Self {
         Self {
-            buf: BytesMut::new(),
             inner,
             saw_content: false,
         }
     }
 
-    fn event(&mut self, event: &[u8], out: &mut Vec<Bytes>) {
+    fn translate(&mut self, event: &[u8], out: &mut Vec<Bytes>) {
         let (_, data) = sse_fields(event);
         let before = out.len();
         self.inner.push(&data, out);
@@ -93,17 +82,10 @@ impl OpenAiToAnthropicRelay {
 }
 
 impl Relay for OpenAiToAnthropicRelay {
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<Bytes>) {
-        self.buf.extend_from_slice(chunk);
-        while let Some(event) = next_event(&mut self.buf) {
-            self.event(&event, out);
-        }
+    fn event(&mut self, event: Bytes, out: &mut Vec<Bytes>) {
+        self.translate(&event, out);
     }
     fn finish(&mut self, out: &mut Vec<Bytes>) {
-        if !self.buf.is_empty() {
-            let event = self.buf.split().freeze();
-            self.event(&event, out);
-        }
         self.inner.finish(out);
     }
     fn tokens(&self) -> Tokens {

@@ -743,6 +743,9 @@ impl MockProvider {
             match end {
                 RawEnd::Finish => {}
                 RawEnd::Cut => {
+                    // Let what was sent leave first: hyper drops unflushed
+                    // output when a body fails.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     let _ = tx.send(Err(std::io::Error::other("cut by the mock"))).await;
                 }
                 RawEnd::Hang => {
