@@ -13,6 +13,8 @@ pub enum ErrorKind {
     PolicyDenied,
     ModelNotFound,
     RequestTooLarge,
+    /// The request body did not arrive within `body_read_timeout_ms`.
+    RequestTimeout,
     RateLimited,
     UpstreamError,
     UpstreamTimeout,
@@ -48,6 +50,7 @@ impl ErrorKind {
             ErrorKind::ModelNotFound | ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::UpstreamError => StatusCode::BAD_GATEWAY,
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -63,6 +66,7 @@ impl ErrorKind {
             ErrorKind::PolicyDenied => "policy_denied",
             ErrorKind::ModelNotFound => "model_not_found",
             ErrorKind::RequestTooLarge => "request_too_large",
+            ErrorKind::RequestTimeout => "request_timeout",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::UpstreamError => "upstream_error",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
@@ -78,6 +82,7 @@ impl ErrorKind {
             ErrorKind::InvalidRequest
             | ErrorKind::ModelNotFound
             | ErrorKind::RequestTooLarge
+            | ErrorKind::RequestTimeout
             | ErrorKind::NotFound
             | ErrorKind::MethodNotAllowed => "invalid_request_error",
             ErrorKind::InvalidApiKey => "authentication_error",
@@ -92,7 +97,9 @@ impl ErrorKind {
     /// The Anthropic `error.type` for this status.
     fn anthropic_type(self) -> &'static str {
         match self {
-            ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed => "invalid_request_error",
+            ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed | ErrorKind::RequestTimeout => {
+                "invalid_request_error"
+            }
             ErrorKind::InvalidApiKey => "authentication_error",
             ErrorKind::PolicyDenied => "permission_error",
             ErrorKind::ModelNotFound | ErrorKind::NotFound => "not_found_error",

@@ -46,9 +46,52 @@ pub struct Metrics {
     pub attestation_expiry: GaugeVec,
     /// provider: 1 while passive health has ejected it.
     pub provider_ejected: GaugeVec,
+    /// limit: which bound a client or provider ran into (see [`Limit`]).
+    pub limits_exceeded: IntCounterVec,
+}
+
+/// A bound on what a client or a provider controls (`[server]` keys), as
+/// the label of `cordon_limits_exceeded_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// The request body did not arrive in time (408).
+    BodyReadTimeout,
+    /// The request body is larger than `max_body_bytes` (413).
+    BodyBytes,
+    /// The request body nests deeper than `max_json_depth` (400).
+    JsonDepth,
+    /// A provider's event outgrew `max_event_bytes`.
+    EventBytes,
+    /// A provider's answer outgrew `max_answer_bytes`.
+    AnswerBytes,
+    /// A stream ran past `max_stream_ms`.
+    StreamDuration,
+    /// An exchange was still running at the drain deadline.
+    Drain,
+}
+
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::BodyReadTimeout => "body_read_timeout",
+            Limit::BodyBytes => "body_bytes",
+            Limit::JsonDepth => "json_depth",
+            Limit::EventBytes => "event_bytes",
+            Limit::AnswerBytes => "answer_bytes",
+            Limit::StreamDuration => "stream_duration",
+            Limit::Drain => "drain",
+        }
+    }
 }
 
 impl Metrics {
+    /// Counts one request that ran into `limit`.
+    pub fn limit_exceeded(&self, limit: Limit) {
+        self.limits_exceeded
+            .with_label_values(&[limit.as_str()])
+            .inc();
+    }
+
     pub fn new() -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
@@ -135,6 +178,11 @@ impl Metrics {
                 "cordon_provider_ejected",
                 "1 while passive health checking has ejected the provider.",
                 &["provider"],
+            ),
+            limits_exceeded: counter(
+                "cordon_limits_exceeded_total",
+                "Requests that ran into a bound on what a client or provider controls.",
+                &["limit"],
             ),
             registry,
         }

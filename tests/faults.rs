@@ -396,7 +396,7 @@ async fn an_answer_too_large_is_a_502_without_failover() {
     });
     let (status, text) = send_chat(&gw, "too-large", false).await;
     assert_eq!(status, 502, "{text}");
-    assert!(text.contains("more than 64 MiB"), "{text}");
+    assert!(text.contains("more than 67108864 bytes"), "{text}");
     assert_eq!(a.count(), 1);
     assert_eq!(b.count(), 0, "the prompt went to a second provider");
     in_flight_settles_to_zero(&gw).await;
@@ -537,4 +537,333 @@ async fn a_provider_error_event_mid_stream_is_scrubbed() {
         assert!(text.contains(kind), "the type is kept: {text}");
         stop_and_read(gw).await;
     }
+}
+
+// === clients that misbehave ===
+
+/// Reads what the server sends on `conn` until it closes it or `PATIENCE`
+/// passes; the text of the answer.
+async fn read_answer(conn: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    let _ = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// The head of a POST whose body (`len` bytes) is still to come.
+fn slow_head(gw: &Gateway, id: &str, len: usize) -> Vec<u8> {
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {}\r\n\
+         x-request-id: {id}\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n",
+        gw.addr, gw.keys[0]
+    )
+    .into_bytes()
+}
+
+/// Row 2: a body that trickles in is answered 408 at the body read deadline
+/// (and the connection closed), and slow bodies count against the tenant's
+/// request limit like any other request.
+#[tokio::test]
+async fn a_slow_body_is_a_408_at_the_deadline_and_counts_against_limits() {
+    let mock = MockProvider::start("eu").await;
+    let gw = GatewayBuilder::new()
+        .provider("eu", &mock, r#""gpt-4o" = "up-model""#, EU_TERMS)
+        .server_extra("body_read_timeout_ms = 300")
+        .tenant("acme", "[limits]\nrequests_per_minute = 3\n")
+        .key("acme", None)
+        .start()
+        .await;
+    let mut conns = Vec::new();
+    for i in 0..5 {
+        let mut c = TcpStream::connect(gw.addr).await.unwrap();
+        c.write_all(&slow_head(&gw, &format!("slow-{i}"), 100))
+            .await
+            .unwrap();
+        c.write_all(b"{\"mod").await.unwrap();
+        conns.push(c);
+        // One at a time, so the limit admits the first three.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut statuses = Vec::new();
+    for c in &mut conns {
+        let answer = read_answer(c).await;
+        let status = answer.get(9..12).unwrap_or_default().to_owned();
+        if status == "408" {
+            assert!(
+                answer.to_ascii_lowercase().contains("connection: close"),
+                "{answer}"
+            );
+            assert!(answer.contains("request_timeout"), "{answer}");
+        }
+        statuses.push(status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, ["408", "408", "408", "429", "429"]);
+    assert_eq!(mock.count(), 0);
+    let metrics = common::http()
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("cordon_limits_exceeded_total{limit=\"body_read_timeout\"} 3"),
+        "{metrics}"
+    );
+    in_flight_settles_to_zero(&gw).await;
+    stop_and_read(gw).await;
+}
+
+/// Row 8: JSON nested deeper than the limit (64 by default), even in a field
+/// cordon does not read, is refused with a 400 and never forwarded.
+#[tokio::test]
+async fn json_nested_past_the_limit_is_a_400_and_never_forwarded() {
+    let mock = MockProvider::start("eu").await;
+    let gw = one_provider(&mock, "").await;
+    let mut body =
+        br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"x":"#.to_vec();
+    body.extend(std::iter::repeat_n(b'[', 100_000));
+    body.extend(std::iter::repeat_n(b']', 100_000));
+    body.push(b'}');
+    let resp = common::http()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&gw.keys[0])
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("deeper than 64"), "{text}");
+    // 64 levels pass.
+    let mut ok = chat("gpt-4o", "hi");
+    let mut nested = serde_json::json!(1);
+    for _ in 0..63 {
+        nested = serde_json::json!([nested]);
+    }
+    ok["metadata_x"] = nested;
+    let resp = common::http()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&gw.keys[0])
+        .header("content-type", "application/json")
+        .body(ok.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(mock.count(), 1, "only the second was forwarded");
+    stop_and_read(gw).await;
+}
+
+/// Row 1: two `x-cordon-require` fields both narrow: the client's own
+/// narrowing is never dropped (here the second one excludes the only
+/// provider).
+#[tokio::test]
+async fn every_x_cordon_require_field_is_applied() {
+    let mock = MockProvider::start("eu").await;
+    let gw = one_provider(&mock, "").await;
+    let send = |fields: &'static [&'static str]| {
+        let mut req = common::http()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&gw.keys[0])
+            .header("content-type", "application/json");
+        for f in fields {
+            req = req.header("x-cordon-require", *f);
+        }
+        req.body(chat("gpt-4o", "hi").to_string()).send()
+    };
+    let one = send(&["processing_in=FR"]).await.unwrap();
+    assert_eq!(one.status(), 200);
+    let two = send(&["processing_in=FR", "exclude_providers=eu"])
+        .await
+        .unwrap();
+    assert_eq!(two.status(), 403, "the second field was dropped");
+    let same_rule_twice = send(&["processing_in=FR", "processing_in=DE"])
+        .await
+        .unwrap();
+    assert_eq!(same_rule_twice.status(), 400);
+    assert_eq!(mock.count(), 1);
+    stop_and_read(gw).await;
+}
+
+/// Row 9: a client-chosen request id that could forge log fields (quotes,
+/// spaces) is replaced, never echoed or logged; a plain one is kept.
+#[tokio::test]
+async fn a_request_id_that_could_forge_log_fields_is_replaced() {
+    let mock = MockProvider::start("eu").await;
+    let gw = one_provider(&mock, "").await;
+    let forged = r#"abc" tenant="victim"#;
+    let resp = common::http()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&gw.keys[0])
+        .header("x-request-id", forged)
+        .header("content-type", "application/json")
+        .body(chat("gpt-4o", "hi").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(id, forged);
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    let (status, _) = send_chat(&gw, "plain-id_1.2:3", false).await;
+    assert_eq!(status, 200);
+    in_flight_settles_to_zero(&gw).await;
+    let (rows, log, _dir) = stop_and_read(gw).await;
+    assert!(!log.contains("victim"), "the forged id reached the log");
+    assert!(log.contains("request_id=\"plain-id_1.2:3\""), "{log}");
+    assert!(rows.iter().all(|r| !r.request_id.contains("victim")));
+}
+
+/// Row 10: headers over the limit (32 KiB by default) are refused with 431.
+#[tokio::test]
+async fn headers_over_the_limit_are_a_431() {
+    let mock = MockProvider::start("eu").await;
+    let gw = one_provider(&mock, "").await;
+    let big = "a".repeat(64 * 1024);
+    let resp = common::http()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&gw.keys[0])
+        .header("x-padding", &big)
+        .header("content-type", "application/json")
+        .body(chat("gpt-4o", "hi").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 431);
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let refused = h2
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&gw.keys[0])
+        .header("x-padding", &big)
+        .header("content-type", "application/json")
+        .body(chat("gpt-4o", "hi").to_string())
+        .send()
+        .await;
+    match refused {
+        Ok(r) => assert_eq!(r.status(), 431),
+        Err(e) => assert!(!e.is_timeout(), "{e}"),
+    }
+    let (status, _) = send_chat(&gw, "small-headers", false).await;
+    assert_eq!(status, 200, "normal headers still pass");
+    assert_eq!(mock.count(), 1);
+    stop_and_read(gw).await;
+}
+
+/// An HTTP/1.1 request refused before its body is read (a bad key) is
+/// answered with `connection: close`, so a client does not send its next
+/// request on a connection the server is about to close.
+#[tokio::test]
+async fn a_refusal_before_the_body_is_read_closes_the_connection() {
+    let mock = MockProvider::start("eu").await;
+    let gw = one_provider(&mock, "").await;
+    let mut c = TcpStream::connect(gw.addr).await.unwrap();
+    let body = vec![b' '; 256 * 1024];
+    c.write_all(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer nope\r\n\
+             content-length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let _ = c.write_all(&body[..1024]).await;
+    let answer = read_answer(&mut c).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    stop_and_read(gw).await;
+}
+
+/// Row 12 and the shutdown test: SIGTERM during 50 live streams and 5 slow
+/// bodies. The drain deadline holds (here 1 s, where the streams would run
+/// for minutes), the process exits 0, and every exchange is recorded once:
+/// the streams as `cut_by_shutdown` with their provider, the slow bodies as
+/// `cut_by_shutdown` without one.
+#[tokio::test]
+async fn sigterm_cuts_what_outlives_the_drain_deadline_and_records_it() {
+    let mock = MockProvider::start("eu").await;
+    mock.set(Behaviour::Stream {
+        chunks: 10_000,
+        delay: Duration::from_millis(50),
+        prompt_tokens: 3,
+        completion_tokens: 10_000,
+    });
+    let gw = GatewayBuilder::new()
+        .provider("eu", &mock, r#""gpt-4o" = "up-model""#, EU_TERMS)
+        .server_extra("drain_timeout_ms = 1000\nbody_read_timeout_ms = 600000")
+        .tenant("acme", "")
+        .key("acme", None)
+        .start()
+        .await;
+    let mut streams = Vec::new();
+    for i in 0..50 {
+        let mut c = TcpStream::connect(gw.addr).await.unwrap();
+        let mut body = chat("gpt-4o", "hello");
+        body["stream"] = true.into();
+        c.write_all(&raw_request(
+            &gw,
+            "/v1/chat/completions",
+            &format!("live-{i:02}"),
+            &body.to_string(),
+        ))
+        .await
+        .unwrap();
+        streams.push(c);
+    }
+    let mut slow = Vec::new();
+    for i in 0..5 {
+        let mut c = TcpStream::connect(gw.addr).await.unwrap();
+        c.write_all(&slow_head(&gw, &format!("slow-{i}"), 100))
+            .await
+            .unwrap();
+        c.write_all(b"{").await.unwrap();
+        slow.push(c);
+    }
+    // Every stream is live: its first bytes have arrived.
+    for c in &mut streams {
+        let mut buf = [0u8; 1024];
+        assert!(c.read(&mut buf).await.unwrap() > 0);
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while in_flight(&gw).await < 55 {
+        assert!(tokio::time::Instant::now() < deadline, "not all in flight");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let db = gw.db.clone();
+    let (status, dir) = gw.terminate(PATIENCE).await;
+    let status = status.expect("cordon did not exit within the drain deadline and patience");
+    assert!(status.success(), "{status}");
+    let rows = usage_rows(&db).await;
+    assert_eq!(rows.len(), 55, "{rows:#?}");
+    let cut_streams = rows
+        .iter()
+        .filter(|r| r.outcome == "cut_by_shutdown" && r.provider.as_deref() == Some("eu"))
+        .count();
+    let cut_bodies = rows
+        .iter()
+        .filter(|r| r.outcome == "cut_by_shutdown" && r.request_id.starts_with("slow-"))
+        .count();
+    assert_eq!(cut_streams, 50, "{rows:#?}");
+    assert_eq!(cut_bodies, 5, "{rows:#?}");
+    drop(dir);
 }

@@ -17,7 +17,7 @@ use super::env::{Env, expand, is_var_name};
 use super::error::{ConfigError, ConfigErrors, Reporter};
 use super::{
     Api, Auth, Config, DEFAULT_MAX_BODY_BYTES, DEFAULT_PRIORITY, DEFAULT_TIMEOUT_MS, LimitsBackend,
-    PolicyFile, Server, Tls, Upstream, raw,
+    PolicyFile, Server, ServerLimits, Tls, Upstream, raw,
 };
 use crate::policy::{
     Certification, Country, Date, Dpa, Layer, LayerKind, Limits, Provider, ProviderId, Region,
@@ -153,6 +153,82 @@ fn policy_paths(dir: &Path) -> Result<Vec<PathBuf>, String> {
 
 // === the gateway file ===
 
+/// The `[server]` limits, each within its range, or `None` after reporting.
+fn server_limits(s: &raw::Server, r: &mut Reporter<'_>) -> Option<ServerLimits> {
+    let d = ServerLimits::default();
+    let mut ok = true;
+    let mut num = |v: &Option<Spanned<u64>>, key: &str, min: u64, max: u64, default: u64| -> u64 {
+        match v {
+            None => default,
+            Some(v) if (min..=max).contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                r.at(
+                    v.span().start,
+                    key,
+                    format!("must be between {min} and {max}"),
+                );
+                ok = false;
+                default
+            }
+        }
+    };
+    let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    let ms = Duration::from_millis;
+    let limits = ServerLimits {
+        // hyper's HTTP/1 reader needs at least 8 KiB.
+        max_header_bytes: size(num(
+            &s.max_header_bytes,
+            "server.max_header_bytes",
+            8192,
+            1 << 20,
+            d.max_header_bytes as u64,
+        )),
+        body_read_timeout: ms(num(
+            &s.body_read_timeout_ms,
+            "server.body_read_timeout_ms",
+            1,
+            3_600_000,
+            d.body_read_timeout.as_millis() as u64,
+        )),
+        max_json_depth: size(num(
+            &s.max_json_depth,
+            "server.max_json_depth",
+            2,
+            1024,
+            d.max_json_depth as u64,
+        )),
+        max_event_bytes: size(num(
+            &s.max_event_bytes,
+            "server.max_event_bytes",
+            1024,
+            1 << 30,
+            d.max_event_bytes as u64,
+        )),
+        max_answer_bytes: size(num(
+            &s.max_answer_bytes,
+            "server.max_answer_bytes",
+            1024,
+            1 << 32,
+            d.max_answer_bytes as u64,
+        )),
+        max_stream: ms(num(
+            &s.max_stream_ms,
+            "server.max_stream_ms",
+            1,
+            86_400_000,
+            d.max_stream.as_millis() as u64,
+        )),
+        drain_timeout: ms(num(
+            &s.drain_timeout_ms,
+            "server.drain_timeout_ms",
+            0,
+            3_600_000,
+            d.drain_timeout.as_millis() as u64,
+        )),
+    };
+    ok.then_some(limits)
+}
+
 /// The gateway file, validated as far as it could be.
 struct Gateway {
     server: Option<Server>,
@@ -205,13 +281,17 @@ impl Gateway {
             Some(m) => Some(*m.get_ref()),
             None => Some(DEFAULT_MAX_BODY_BYTES),
         };
-        let server = match (listen, admin_listen, &policies_dir, max_body_bytes) {
-            (Some(listen), Some(admin_listen), Some(dir), Some(max_body_bytes)) => Some(Server {
-                listen,
-                admin_listen,
-                policies_dir: dir.clone(),
-                max_body_bytes,
-            }),
+        let limits = server_limits(&gw.server, r);
+        let server = match (listen, admin_listen, &policies_dir, max_body_bytes, limits) {
+            (Some(listen), Some(admin_listen), Some(dir), Some(max_body_bytes), Some(limits)) => {
+                Some(Server {
+                    listen,
+                    admin_listen,
+                    policies_dir: dir.clone(),
+                    max_body_bytes,
+                    limits,
+                })
+            }
             _ => None,
         };
 

@@ -47,6 +47,46 @@ pub struct Server {
     pub admin_listen: SocketAddr,
     pub policies_dir: PathBuf,
     pub max_body_bytes: u64,
+    /// What a client and a provider may make cordon hold or wait for.
+    pub limits: ServerLimits,
+}
+
+/// Bounds on everything a client or a provider controls (`[server]` keys;
+/// defaults in `docs/configuration.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Request line and headers, in all (HTTP/1.1), or the header list
+    /// (HTTP/2): over it, 431. Read when the listener starts.
+    pub max_header_bytes: usize,
+    /// The whole request body must arrive within this: else 408.
+    pub body_read_timeout: Duration,
+    /// Nesting of arrays and objects in a request body: over it, 400.
+    pub max_json_depth: usize,
+    /// One server-sent event from a provider: over it, the stream ends with
+    /// an error event.
+    pub max_event_bytes: usize,
+    /// A provider's non-streamed answer: over it, 502 (no failover).
+    pub max_answer_bytes: usize,
+    /// A stream's whole duration: past it, the stream ends with an error
+    /// event.
+    pub max_stream: Duration,
+    /// How long a shutdown waits for exchanges in flight before cutting
+    /// them. Read when the listener starts.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 32 * 1024,
+            body_read_timeout: Duration::from_secs(30),
+            max_json_depth: 64,
+            max_event_bytes: 1 << 20,
+            max_answer_bytes: 64 << 20,
+            max_stream: Duration::from_secs(600),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -30,6 +30,13 @@ pub struct Server {
     pub admin_listen: S,
     pub policies_dir: Option<S>,
     pub max_body_bytes: Option<Spanned<u64>>,
+    pub max_header_bytes: Option<Spanned<u64>>,
+    pub body_read_timeout_ms: Option<Spanned<u64>>,
+    pub max_json_depth: Option<Spanned<u64>>,
+    pub max_event_bytes: Option<Spanned<u64>>,
+    pub max_answer_bytes: Option<Spanned<u64>>,
+    pub max_stream_ms: Option<Spanned<u64>>,
+    pub drain_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,18 +21,17 @@ use super::{Body, Snapshot, State};
 use crate::auth::{AuthError, Principal};
 use crate::clock;
 use crate::config::Api;
+use crate::config::ServerLimits;
 use crate::error::{ClientApi, ErrorKind, GatewayError};
+use crate::metrics::Limit;
 use crate::policy::{Decision, Layer, ProviderId, parse_require};
-use crate::protocol::openai;
 use crate::protocol::translate::{self, TranslateError, Wire};
-use crate::stream::body::{Ended, RelayBody, StreamEnd};
+use crate::protocol::{self, openai};
+use crate::stream::body::{Ended, Failure, RelayBody, StreamEnd};
 use crate::stream::sse::{self, AnthropicRelay, OpenAiRelay, Relay, Tokens};
 use crate::stream::translate::{AnthropicToOpenAiRelay, OpenAiToAnthropicRelay};
 use crate::upstream::{AttemptError, Endpoint, UpstreamResponse};
 use crate::usage::{UsageRecord, shared_word};
-
-/// Largest non-streamed response body accepted from a provider.
-const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
 /// The per-request context, filled in stage by stage and consumed by `finish`.
 struct Exchange {
@@ -213,40 +212,8 @@ async fn proxy(
         .map_err(auth_error)?;
     ex.principal = Some(principal.clone());
 
-    // 2. the body, bounded
-    let max = snap.config.server.max_body_bytes;
-    let require_header = req
-        .headers()
-        .get(&X_CORDON_REQUIRE)
-        .map(|v| v.to_str().map(str::to_owned));
-    let body = read_body(req.into_body(), max).await?;
-    ex.body_read = true;
-
-    // 3. the routing fields only
-    let parsed = openai::Request::parse(&body)
-        .map_err(|e| GatewayError::new(ErrorKind::InvalidRequest, e.to_string()))?;
-    let model: &str = &parsed.model;
-    let served = snap.config.table.served_model(model).cloned();
-    ex.model = served.clone();
-    let stream = parsed.stream && endpoint != Endpoint::Embeddings;
-    ex.streamed = stream;
-
-    // 4. the request's own narrowing layer
-    let extra: Option<Layer> = match require_header {
-        None => None,
-        Some(Err(_)) => {
-            return Err(GatewayError::new(
-                ErrorKind::InvalidRequest,
-                "x-cordon-require: not valid text",
-            ));
-        }
-        Some(Ok(h)) => Some(
-            parse_require(&h, &snap.config.table)
-                .map_err(|e| GatewayError::new(ErrorKind::InvalidRequest, e.to_string()))?,
-        ),
-    };
-
-    // 5. rate limits
+    // 2. rate limits, before the body is read: a client that trickles its
+    // body in is counted like any other.
     if let Err(l) = snap.limits.admit_now(principal.tenant(), ex.time_ms) {
         state
             .metrics
@@ -257,6 +224,51 @@ async fn proxy(
         e.retry_after = Some(l.retry_after_secs);
         return Err(e);
     }
+
+    // 3. the body, bounded in size and in time
+    let limits = snap.config.server.limits;
+    let require_header = require_header(req.headers())?;
+    let body = read_body(
+        req.into_body(),
+        snap.config.server.max_body_bytes,
+        limits.body_read_timeout,
+    )
+    .await
+    .inspect_err(|e| match e.kind {
+        ErrorKind::RequestTimeout => state.metrics.limit_exceeded(Limit::BodyReadTimeout),
+        ErrorKind::RequestTooLarge => state.metrics.limit_exceeded(Limit::BodyBytes),
+        _ => {}
+    })?;
+    ex.body_read = true;
+
+    // 4. the routing fields only; nothing nested deeper than the limit is
+    // parsed here or forwarded
+    if protocol::json::deeper_than(&body, limits.max_json_depth) {
+        state.metrics.limit_exceeded(Limit::JsonDepth);
+        return Err(GatewayError::new(
+            ErrorKind::InvalidRequest,
+            format!(
+                "the request body nests arrays and objects deeper than {} levels",
+                limits.max_json_depth
+            ),
+        ));
+    }
+    let parsed = openai::Request::parse(&body)
+        .map_err(|e| GatewayError::new(ErrorKind::InvalidRequest, e.to_string()))?;
+    let model: &str = &parsed.model;
+    let served = snap.config.table.served_model(model).cloned();
+    ex.model = served.clone();
+    let stream = parsed.stream && endpoint != Endpoint::Embeddings;
+    ex.streamed = stream;
+
+    // 5. the request's own narrowing layer (every `x-cordon-require` field)
+    let extra: Option<Layer> = match require_header {
+        None => None,
+        Some(h) => Some(
+            parse_require(&h, &snap.config.table)
+                .map_err(|e| GatewayError::new(ErrorKind::InvalidRequest, e.to_string()))?,
+        ),
+    };
 
     // 6. decide
     let today = clock::today();
@@ -399,10 +411,10 @@ async fn proxy(
                 if is_event_stream(resp.headers()) {
                     return Ok(Answer::Stream(resp));
                 }
-                read_whole(resp).await?;
+                read_whole(resp, limits.max_answer_bytes).await?;
                 return Err(AttemptError::BadAnswer);
             }
-            read_whole(resp).await
+            read_whole(resp, limits.max_answer_bytes).await
         };
         let deadline = tokio::time::Instant::from_std(sent_at) + up.timeout;
         let answer = tokio::time::timeout_at(deadline, attempt)
@@ -415,6 +427,8 @@ async fn proxy(
                     model,
                     client_wants_usage: parsed.client_wants_usage,
                     idle_timeout: up.timeout,
+                    max_event: limits.max_event_bytes,
+                    max_stream: limits.max_stream,
                 };
                 return Ok(Reply::Stream(relay_stream(
                     ex, resp, sent_at, up.api, relay,
@@ -444,7 +458,10 @@ async fn proxy(
                 e
             }
         };
-        last_error = Some(attempt_error(failure, &up.id, up.timeout));
+        if failure == AttemptError::AnswerTooLarge {
+            state.metrics.limit_exceeded(Limit::AnswerBytes);
+        }
+        last_error = Some(attempt_error(failure, &up.id, up.timeout, &limits));
         if failure.counts_against_health() && snap.health.record_failure(idx, clock::now_ms()) {
             tracing::warn!(provider = %up.id, "provider ejected after repeated failures");
         }
@@ -485,7 +502,12 @@ async fn proxy(
 
 /// The client's error for a failed attempt at provider `id`: who failed and
 /// how, never what the provider said.
-fn attempt_error(e: AttemptError, id: &ProviderId, timeout: Duration) -> GatewayError {
+fn attempt_error(
+    e: AttemptError,
+    id: &ProviderId,
+    timeout: Duration,
+    limits: &ServerLimits,
+) -> GatewayError {
     let (kind, message) = match e {
         AttemptError::Connect => (
             ErrorKind::UpstreamError,
@@ -509,8 +531,8 @@ fn attempt_error(e: AttemptError, id: &ProviderId, timeout: Duration) -> Gateway
         AttemptError::AnswerTooLarge => (
             ErrorKind::UpstreamError,
             format!(
-                "provider `{id}` answered with more than {} MiB",
-                MAX_UPSTREAM_BODY >> 20
+                "provider `{id}` answered with more than {} bytes",
+                limits.max_answer_bytes
             ),
         ),
         AttemptError::BadAnswer => (
@@ -586,9 +608,9 @@ enum Answer {
 
 /// Reads a non-streamed response whole (bounded in size); the caller bounds
 /// the time.
-async fn read_whole(resp: UpstreamResponse) -> Result<Answer, AttemptError> {
+async fn read_whole(resp: UpstreamResponse, max: usize) -> Result<Answer, AttemptError> {
     let (head, incoming) = resp.into_parts();
-    let body = match Limited::new(incoming, MAX_UPSTREAM_BODY).collect().await {
+    let body = match Limited::new(incoming, max).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -681,6 +703,8 @@ struct Relays<'a> {
     client_wants_usage: bool,
     /// The provider's timeout, also the longest silence allowed mid-stream.
     idle_timeout: Duration,
+    max_event: usize,
+    max_stream: Duration,
 }
 
 /// A streamed answer whose head is ready: the exchange moves into its body
@@ -692,6 +716,8 @@ struct StreamReply {
     relay: Box<dyn Relay>,
     sent_at: Instant,
     idle_timeout: Duration,
+    max_event: usize,
+    max_stream: Duration,
 }
 
 /// A streamed response: relayed event by event in the client's protocol.
@@ -734,6 +760,8 @@ fn relay_stream(
         relay,
         sent_at,
         idle_timeout: relays.idle_timeout,
+        max_event: relays.max_event,
+        max_stream: relays.max_stream,
     }
 }
 
@@ -746,6 +774,11 @@ impl StreamReply {
         let client = client_wire(ex.client_api);
         let on_end = move |end: Ended| {
             ex.upstream_time += end.at.saturating_duration_since(sent_at);
+            match end.failure {
+                Some(Failure::EventTooLarge) => ex.state.metrics.limit_exceeded(Limit::EventBytes),
+                Some(Failure::TooLong) => ex.state.metrics.limit_exceeded(Limit::StreamDuration),
+                _ => {}
+            }
             ex.end = End {
                 status,
                 tokens: end.tokens,
@@ -759,7 +792,9 @@ impl StreamReply {
             // `ex` is dropped here, and so recorded.
         };
         let body = RelayBody::boxed(self.upstream, self.relay, client, on_end)
-            .with_idle_timeout(self.idle_timeout);
+            .with_idle_timeout(self.idle_timeout)
+            .with_max_event(self.max_event)
+            .with_max_duration(self.max_stream);
         self.head
             .body(body.boxed_unsync())
             .unwrap_or_else(|_| Response::new(full(Bytes::new())))
@@ -860,6 +895,7 @@ impl Drop for Exchange {
             std::mem::replace(&mut self.end, End::plain(CLIENT_CLOSED, Outcome::Cancelled));
         if end.outcome == Outcome::Cancelled && self.state.cutting.load(Ordering::Relaxed) {
             end.outcome = Outcome::CutByShutdown;
+            self.state.metrics.limit_exceeded(Limit::Drain);
         }
         let done = Finished {
             state: self.state.clone(),
@@ -948,7 +984,11 @@ impl Finished {
         let state = &self.state;
         let Some(principal) = &self.principal else {
             // Unauthenticated: nobody to bill; metrics and the log only.
-            tracing::info!(request_id = %self.request_id, status = o.status.as_u16(), "refused unauthenticated request");
+            tracing::info!(
+                request_id = &*self.request_id,
+                status = o.status.as_u16(),
+                "refused unauthenticated request"
+            );
             return;
         };
         let provider = self.provider.as_ref().map_or("none", |(_, id)| id.as_str());
@@ -1009,7 +1049,7 @@ impl Finished {
             );
         }
         tracing::info!(
-            request_id = %self.request_id,
+            request_id = &*self.request_id,
             tenant,
             endpoint = self.endpoint,
             model = model_label,
@@ -1116,9 +1156,19 @@ fn is_retryable(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
 }
 
-async fn read_body(body: Incoming, max: u64) -> Result<Bytes, GatewayError> {
+/// The whole request body, at most `max` bytes, within `deadline`.
+async fn read_body(body: Incoming, max: u64, deadline: Duration) -> Result<Bytes, GatewayError> {
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    match Limited::new(body, limit).collect().await {
+    let Ok(read) = tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await else {
+        return Err(GatewayError::new(
+            ErrorKind::RequestTimeout,
+            format!(
+                "the request body did not arrive within {} ms",
+                deadline.as_millis()
+            ),
+        ));
+    };
+    match read {
         Ok(c) => Ok(c.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -1136,7 +1186,29 @@ async fn read_body(body: Incoming, max: u64) -> Result<Bytes, GatewayError> {
     }
 }
 
-/// The client's `x-request-id` when it is short and printable, else a new one.
+/// Every `x-cordon-require` field, joined: each narrows, and a client's own
+/// narrowing is never dropped (a rule named in two fields is a 400, as in one).
+fn require_header(h: &HeaderMap) -> Result<Option<String>, GatewayError> {
+    let mut fields = h.get_all(&X_CORDON_REQUIRE).iter().peekable();
+    if fields.peek().is_none() {
+        return Ok(None);
+    }
+    let mut joined = String::new();
+    for f in fields {
+        let text = f.to_str().map_err(|_| {
+            GatewayError::new(
+                ErrorKind::InvalidRequest,
+                "x-cordon-require: not valid text",
+            )
+        })?;
+        if !joined.is_empty() {
+            joined.push(',');
+        }
+        joined.push_str(text);
+    }
+    Ok(Some(joined))
+}
+
 /// The headers cordon reads or adds, parsed once: a name given as `&str` is
 /// parsed again on every lookup or insert.
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -1163,11 +1235,15 @@ fn set_common_headers(
     }
 }
 
+/// The client's `x-request-id` when it is at most 128 characters of
+/// `[A-Za-z0-9._:-]` (so it can forge nothing in a log line or a header),
+/// else a new one.
 fn request_id(headers: &HeaderMap) -> Arc<str> {
     if let Some(v) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok())
         && !v.is_empty()
         && v.len() <= 128
-        && v.bytes().all(|b| b.is_ascii_graphic())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
     {
         return Arc::from(v);
     }

@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 
 use crate::auth::{KeyCache, KeyState, REFRESH_MS};
 use crate::clock;
-use crate::config::{Config, Env};
+use crate::config::{Config, Env, ServerLimits};
 use crate::health::Health;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
@@ -40,9 +40,6 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// How long a client may take to finish its TLS handshake or request headers.
 const HANDSHAKE: Duration = Duration::from_secs(30);
-
-/// How long shutdown waits for in-flight exchanges.
-const DRAIN: Duration = Duration::from_secs(30);
 
 /// Everything a request needs, shared by all connections.
 pub struct State {
@@ -159,11 +156,13 @@ impl Running {
         tasks.spawn(writer.run());
         tasks.spawn(key_refresher(state.clone(), rx.clone()));
         tasks.spawn(reload::run(state.clone(), config_path, rx.clone()));
+        let limits = state.snapshot.load().config.server.limits;
         let s = state.clone();
         let cut = state.clone();
         tasks.spawn(accept_loop(
             listener,
             tls,
+            limits,
             rx.clone(),
             move |req| exchange::handle(s.clone(), req),
             move || cut.cutting.store(true, Ordering::Relaxed),
@@ -172,6 +171,7 @@ impl Running {
         tasks.spawn(accept_loop(
             admin,
             None,
+            limits,
             rx,
             move |req| admin::handle(s.clone(), req),
             || {},
@@ -196,11 +196,12 @@ impl Running {
 }
 
 /// Serves connections until `shutdown` flips, then drains them: each gets
-/// until the drain deadline to finish; then `on_cut` runs and whatever is
-/// still open is dropped (its exchanges record themselves as cut).
+/// until the drain deadline to finish; then `on_cut` runs and those still
+/// open are dropped (their exchanges record themselves as cut).
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: ServerLimits,
     mut shutdown: watch::Receiver<bool>,
     handler: F,
     on_cut: impl FnOnce(),
@@ -215,7 +216,12 @@ async fn accept_loop<F, Fut>(
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HANDSHAKE);
+        .header_read_timeout(HANDSHAKE)
+        // Request line and headers beyond this: 431 (hyper answers it).
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     // Every connection's task, so the ones still open at the drain deadline
     // can be cut while the runtime still runs (a task merely left behind
     // would be dropped with the runtime, where nothing can record it).
@@ -265,7 +271,7 @@ async fn accept_loop<F, Fut>(
         }
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
+    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
         .await
         .is_err()
     {

@@ -31,10 +31,37 @@ pub enum StreamEnd {
     UpstreamFailed,
 }
 
+/// Why cordon ended a stream as failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The provider's stream broke.
+    Broke,
+    /// The provider sent nothing for its timeout.
+    Stalled,
+    /// One event from the provider outgrew the limit.
+    EventTooLarge,
+    /// The stream ran past its time limit.
+    TooLong,
+}
+
+impl Failure {
+    /// cordon's words for the client's last event.
+    fn words(self) -> &'static str {
+        match self {
+            Failure::Broke => "the provider's stream broke",
+            Failure::Stalled => "the provider's stream stalled",
+            Failure::EventTooLarge => "an event from the provider was too large",
+            Failure::TooLong => "the stream ran past its time limit",
+        }
+    }
+}
+
 /// What the end callback learns.
 #[derive(Debug, Clone, Copy)]
 pub struct Ended {
     pub how: StreamEnd,
+    /// Why, when cordon ended it as failed.
+    pub failure: Option<Failure>,
     pub tokens: Tokens,
     /// When the first content event was handed to the client.
     pub first_content_at: Option<Instant>,
@@ -58,7 +85,18 @@ pub struct RelayBody<B> {
     on_end: Option<OnEnd>,
     idle: Option<Idle>,
     /// An upstream failure, reported once the events before it are out.
-    failure: Option<&'static str>,
+    failure: Option<Failure>,
+    /// Set once the stream has failed: the end callback reports it.
+    failed: Option<Failure>,
+    /// When the whole stream must have ended.
+    deadline: Option<Deadline>,
+}
+
+/// The stream's time limit: checked against the clock read each chunk
+/// already takes, and by a timer while upstream is silent.
+struct Deadline {
+    at: tokio::time::Instant,
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 /// The longest event accepted from upstream by default.
@@ -126,7 +164,18 @@ impl<B> RelayBody<B> {
             on_end: Some(Box::new(on_end)),
             idle: None,
             failure: None,
+            failed: None,
+            deadline: None,
         }
+    }
+
+    /// Fails the stream once it has run for `limit`.
+    pub fn with_max_duration(mut self, limit: Duration) -> Self {
+        self.deadline = Some(Deadline {
+            at: tokio::time::Instant::now() + limit,
+            timer: None,
+        });
+        self
     }
 
     /// Fails the stream when one upstream event grows past `bytes`.
@@ -149,6 +198,7 @@ impl<B> RelayBody<B> {
         if let Some(f) = self.on_end.take() {
             f(Ended {
                 how,
+                failure: self.failed,
                 tokens: self.relay.tokens(),
                 first_content_at: self.first_content_at,
                 at: Instant::now(),
@@ -160,12 +210,13 @@ impl<B> RelayBody<B> {
     /// own words (a last error event), then the stream ends. An SDK raises
     /// the error, where a connection that just dropped would look like a
     /// network fault, or, worse, like a complete answer.
-    fn fail(&mut self, why: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn fail(&mut self, why: Failure) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.done = true;
+        self.failed = Some(why);
         self.end(StreamEnd::UpstreamFailed);
         Poll::Ready(Some(Ok(Frame::data(super::sse::failure_event(
             self.client,
-            why,
+            why.words(),
         )))))
     }
 
@@ -221,8 +272,16 @@ where
             }
             match Pin::new(&mut this.upstream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    if let Some(idle) = &mut this.idle {
-                        idle.last = tokio::time::Instant::now();
+                    if this.idle.is_some() || this.deadline.is_some() {
+                        let now = tokio::time::Instant::now();
+                        if let Some(idle) = &mut this.idle {
+                            idle.last = now;
+                        }
+                        if this.deadline.as_ref().is_some_and(|d| now >= d.at) {
+                            this.take_events();
+                            this.failure = Some(Failure::TooLong);
+                            continue;
+                        }
                     }
                     // Trailers carry nothing to relay.
                     if let Ok(chunk) = frame.into_data() {
@@ -231,7 +290,7 @@ where
                             .push(&chunk, &mut *this.relay, &mut this.scratch);
                         if pushed.is_err() {
                             this.take_events();
-                            this.failure = Some("an event from the provider was too large");
+                            this.failure = Some(Failure::EventTooLarge);
                         } else if this.scratch.iter().map(Bytes::len).sum::<usize>() >= MAX_GATHER {
                             this.take_events();
                         }
@@ -239,7 +298,7 @@ where
                 }
                 Poll::Ready(Some(Err(_))) => {
                     this.take_events();
-                    this.failure = Some("the provider's stream broke");
+                    this.failure = Some(Failure::Broke);
                 }
                 Poll::Ready(None) => {
                     this.framer.finish(&mut *this.relay, &mut this.scratch);
@@ -251,7 +310,16 @@ where
                     if let Some(idle) = &mut this.idle
                         && idle.expired(cx)
                     {
-                        return this.fail("the provider's stream stalled");
+                        return this.fail(Failure::Stalled);
+                    }
+                    if let Some(d) = &mut this.deadline {
+                        let at = d.at;
+                        let timer = d
+                            .timer
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                        if timer.as_mut().poll(cx).is_ready() {
+                            return this.fail(Failure::TooLong);
+                        }
                     }
                     return Poll::Pending;
                 }

@@ -373,6 +373,20 @@ impl Gateway {
         self.dir
     }
 
+    /// Sends SIGTERM and waits at most `patience` for the process to exit:
+    /// its exit status (`None` if it had not exited) and its directory.
+    pub async fn terminate(
+        mut self,
+        patience: Duration,
+    ) -> (Option<std::process::ExitStatus>, tempfile::TempDir) {
+        self.signal("TERM");
+        let status = tokio::time::timeout(patience, self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        (status, self.dir)
+    }
+
     /// Stops the server (SIGTERM), keeping its files, to start it again later.
     pub async fn stop_for_restart(self) -> Stopped {
         let (env, args) = (self.env.clone(), self.args.clone());
