@@ -162,3 +162,55 @@ async fn a_reload_keeps_a_failing_provider_ejected() {
         "after a reload the ejected provider got a first attempt again"
     );
 }
+
+// === row 15: `min_tls` ===
+
+/// A gateway whose one provider is `mock` (HTTPS, private CA `ca_pem`) with
+/// these extra provider lines and gateway tables.
+async fn over_tls(mock: &MockProvider, ca_pem: &str, provider: &str, tail: &str) -> Gateway {
+    GatewayBuilder::new()
+        .file("ca.pem", ca_pem)
+        .provider("tls-host", mock, GPT, EU_TERMS)
+        .provider_extra(&format!("ca_file = \"ca.pem\"\n{provider}"))
+        .gateway_tail(tail)
+        .tenant("acme", "")
+        .key("acme", None)
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn a_provider_with_min_tls_1_3_is_never_reached_over_tls_1_2() {
+    let (mock, ca_pem) = MockProvider::start_tls12("tls12-only").await;
+
+    // Refused: no handshake completes, nothing is sent, the client gets 502.
+    for (provider, tail) in [
+        ("min_tls = \"1.3\"", ""),
+        ("", "[upstream]\nmin_tls = \"1.3\"\n"),
+    ] {
+        let gw = over_tls(&mock, &ca_pem, provider, tail).await;
+        let resp = send(&gw).await;
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        assert_eq!(status, 502, "{body}; logs:\n{}", gw.logs());
+        assert_eq!(body["error"]["code"], "upstream_error", "{body}");
+        assert!(mock.connections() > 0, "the gateway never tried to connect");
+        assert_eq!(mock.handshakes(), 0, "a TLS 1.2 handshake completed");
+        assert_eq!(mock.count(), 0, "a request reached the provider");
+    }
+
+    // Allowed with 1.2, by the provider's key or by default (a provider's
+    // own key overrides the gateway-wide one).
+    for (provider, tail) in [
+        ("min_tls = \"1.2\"", ""),
+        ("", ""),
+        ("min_tls = \"1.2\"", "[upstream]\nmin_tls = \"1.3\"\n"),
+    ] {
+        let before = mock.count();
+        let gw = over_tls(&mock, &ca_pem, provider, tail).await;
+        let resp = send(&gw).await;
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+        assert_eq!(mock.count(), before + 1);
+    }
+    assert!(mock.handshakes() > 0);
+}
