@@ -214,3 +214,69 @@ async fn a_provider_with_min_tls_1_3_is_never_reached_over_tls_1_2() {
     }
     assert!(mock.handshakes() > 0);
 }
+
+// === row 11: readiness while the store cannot be written ===
+
+/// `/readyz`: status and body.
+async fn readyz(gw: &Gateway) -> (u16, String) {
+    let resp = common::http()
+        .get(gw.admin_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn readiness_is_degraded_while_usage_records_are_spooled() {
+    use sqlx::Connection;
+
+    let eu = MockProvider::start("eu").await;
+    let gw = GatewayBuilder::new()
+        .provider("eu-host", &eu, GPT, EU_TERMS)
+        .tenant("acme", "")
+        .key("acme", None)
+        .start()
+        .await;
+    assert_eq!(readyz(&gw).await, (200, "ready\n".to_owned()));
+
+    // Another connection takes the database's write lock and keeps it: reads
+    // (and so a ping) still work, writes fail after the busy timeout.
+    let url = format!("sqlite://{}", gw.db.display());
+    let mut lock = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+
+    // Served regardless; its usage record cannot be stored.
+    let resp = send(&gw).await;
+    assert_eq!(resp.status(), 200);
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+
+    eventually("/readyz to report degraded", &gw, || async {
+        readyz(&gw).await.0 == 503
+    })
+    .await;
+    let (_, degraded) = readyz(&gw).await;
+    assert!(
+        degraded.starts_with("degraded: usage spooling (store not writable: "),
+        "{degraded}"
+    );
+    assert!(degraded.contains("locked"), "the reason: {degraded}");
+    assert!(!degraded.contains(&gw.keys[0]), "{degraded}");
+
+    // Writable again: the spool is replayed and readiness recovers.
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    lock.close().await.unwrap();
+    eventually("/readyz to report ready again", &gw, || async {
+        readyz(&gw).await == (200, "ready\n".to_owned())
+    })
+    .await;
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let stored: Vec<String> = sqlx::query_scalar("SELECT request_id FROM usage")
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![request_id], "the spooled record was stored");
+}
