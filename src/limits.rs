@@ -5,9 +5,16 @@
 //!
 //! Limits live in this process; with several replicas each enforces its own
 //! share (a Redis-backed store is planned behind the same interface).
+//!
+//! A configuration reload builds new `Limits` from the previous ones
+//! ([`Limits::carry_over`]): a tenant's request limiter and token window are
+//! the same objects as before when that limit is unchanged, so editing any
+//! policy file (or SIGHUP) does not hand every tenant a fresh minute. A limit
+//! whose value changed starts afresh.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use governor::clock::{Clock, DefaultClock};
@@ -30,9 +37,16 @@ pub struct Limits<C: Clock = DefaultClock> {
     clock: C,
 }
 
+/// Shared (`Arc`) so a reload can hand the same limiter to the next
+/// configuration; each remembers the limit it was built for.
 struct TenantLimits<C: Clock> {
-    requests: Option<Direct<C>>,
-    tokens: Option<TokenWindow>,
+    requests: Option<Arc<RequestLimiter<C>>>,
+    tokens: Option<Arc<TokenWindow>>,
+}
+
+struct RequestLimiter<C: Clock> {
+    per_minute: NonZeroU32,
+    limiter: Direct<C>,
 }
 
 /// A refusal: retry after this many seconds.
@@ -57,22 +71,46 @@ impl Limits<DefaultClock> {
 
 impl<C: Clock + Clone> Limits<C> {
     pub fn with_clock(table: &Table, clock: &C) -> Self {
-        let tenants = table
-            .tenants()
-            .into_iter()
-            .map(|t| {
-                let requests = t
-                    .limits
-                    .requests_per_minute
-                    .and_then(NonZeroU32::new)
-                    .map(|n| RateLimiter::direct_with_clock(Quota::per_minute(n), clock.clone()));
-                let tokens = t.limits.tokens_per_minute.map(|n| TokenWindow {
-                    per_minute: n,
-                    state: AtomicU64::new(0),
-                });
-                (t.tenant.as_str().into(), TenantLimits { requests, tokens })
-            })
-            .collect();
+        Self::build(table, clock, None)
+    }
+
+    /// The limits of `table`, keeping `self`'s state (and clock) for every
+    /// tenant limit whose value is unchanged: what a reload builds.
+    pub fn carry_over(&self, table: &Table) -> Self {
+        Self::build(table, &self.clock, Some(self))
+    }
+
+    fn build(table: &Table, clock: &C, previous: Option<&Self>) -> Self {
+        let tenants =
+            table
+                .tenants()
+                .into_iter()
+                .map(|t| {
+                    let before = previous.and_then(|p| p.tenants.get(t.tenant.as_str()));
+                    let requests = t.limits.requests_per_minute.and_then(NonZeroU32::new).map(
+                        |n| match before.and_then(|b| b.requests.as_ref()) {
+                            Some(kept) if kept.per_minute == n => kept.clone(),
+                            _ => Arc::new(RequestLimiter {
+                                per_minute: n,
+                                limiter: RateLimiter::direct_with_clock(
+                                    Quota::per_minute(n),
+                                    clock.clone(),
+                                ),
+                            }),
+                        },
+                    );
+                    let tokens = t.limits.tokens_per_minute.map(|n| {
+                        match before.and_then(|b| b.tokens.as_ref()) {
+                            Some(kept) if kept.per_minute == n => kept.clone(),
+                            _ => Arc::new(TokenWindow {
+                                per_minute: n,
+                                state: AtomicU64::new(0),
+                            }),
+                        }
+                    });
+                    (t.tenant.as_str().into(), TenantLimits { requests, tokens })
+                })
+                .collect();
         Self {
             tenants,
             clock: clock.clone(),
@@ -100,7 +138,7 @@ impl<C: Clock + Clone> Limits<C> {
             }
         }
         if let Some(rl) = &t.requests
-            && let Err(not_until) = rl.check()
+            && let Err(not_until) = rl.limiter.check()
         {
             let wait = not_until.wait_time_from(clock.now());
             return Err(Limited {
@@ -192,6 +230,42 @@ mod tests {
         assert!(
             l.admit("acme", 60_000, &clock).is_ok(),
             "a new minute starts empty"
+        );
+    }
+
+    #[test]
+    fn a_reload_keeps_an_unchanged_request_window_and_restarts_a_changed_one() {
+        let clock = FakeRelativeClock::default();
+        let l = Limits::with_clock(&table(Some(2), None), &clock);
+        assert!(l.admit("acme", 0, &clock).is_ok());
+        assert!(l.admit("acme", 0, &clock).is_ok());
+        let same = l.carry_over(&table(Some(2), None));
+        assert!(same.admit("acme", 0, &clock).is_err(), "window kept");
+        let changed = same.carry_over(&table(Some(3), None));
+        for _ in 0..3 {
+            assert!(
+                changed.admit("acme", 0, &clock).is_ok(),
+                "new limit, new window"
+            );
+        }
+        assert!(changed.admit("acme", 0, &clock).is_err());
+    }
+
+    #[test]
+    fn a_reload_keeps_an_unchanged_token_window_shared_with_the_old_snapshot() {
+        let clock = FakeRelativeClock::default();
+        let l = Limits::with_clock(&table(None, Some(100)), &clock);
+        l.charge_tokens("acme", 0, 60);
+        let same = l.carry_over(&table(None, Some(100)));
+        assert!(same.admit("acme", 0, &clock).is_ok());
+        // A request that started on the old snapshot is charged after the
+        // swap: the new snapshot sees it.
+        l.charge_tokens("acme", 0, 40);
+        assert!(same.admit("acme", 0, &clock).is_err());
+        let changed = same.carry_over(&table(None, Some(200)));
+        assert!(
+            changed.admit("acme", 0, &clock).is_ok(),
+            "new limit, new window"
         );
     }
 }

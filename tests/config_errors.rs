@@ -954,3 +954,114 @@ fn redis_limits_backend_is_refused_until_it_is_built() {
         &["Redis backend is not supported", "use \"local\""],
     );
 }
+
+// === plain HTTP and TLS versions to providers ===
+
+/// `cordon check` accepted the configuration.
+fn assert_passes(out: &Output) {
+    let (_, context) = context(out);
+    assert_eq!(out.status.code(), Some(0), "exit code\n{context}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(SUCCESS),
+        "{context}"
+    );
+}
+
+#[test]
+fn plain_http_base_url_to_a_remote_host_needs_allow_http() {
+    let gw = edit(
+        GATEWAY,
+        r#"base_url = "https://api.mistral.ai/v1""#,
+        r#"base_url = "http://api.mistral.ai/v1""#,
+    );
+    let f = Fixture::with_gateway(&gw);
+    assert_one_error(
+        &f.check(&[]),
+        f.gateway(),
+        line_of(&gw, "http://api.mistral.ai"),
+        "providers.base_url",
+        &["loopback", "allow_http = true"],
+    );
+
+    // A host from the environment: refused the same way, never printed.
+    let from_env = edit(
+        GATEWAY,
+        r#"base_url = "https://api.mistral.ai/v1""#,
+        r#"base_url = "http://${CORDON_TEST_HOST}/v1""#,
+    );
+    let f = Fixture::with_gateway(&from_env);
+    let out = f.check(&[("CORDON_TEST_HOST", "internal-llm-7f3a.example")]);
+    assert_one_error(
+        &out,
+        f.gateway(),
+        line_of(&from_env, "CORDON_TEST_HOST"),
+        "providers.base_url",
+        &["loopback"],
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("internal-llm-7f3a"));
+
+    // The opt-in, in the provider's own table.
+    let opted_in = insert_after(&gw, "http://api.mistral.ai", "allow_http = true");
+    assert_passes(&Fixture::with_gateway(&opted_in).check(&[]));
+
+    // Loopback needs no opt-in.
+    for host in [
+        "127.0.0.1:8000",
+        "localhost:8000",
+        "[::1]:8000",
+        "127.0.0.53",
+    ] {
+        let local = edit(
+            GATEWAY,
+            r#"base_url = "https://api.mistral.ai/v1""#,
+            &format!(r#"base_url = "http://{host}/v1""#),
+        );
+        assert_passes(&Fixture::with_gateway(&local).check(&[]));
+    }
+}
+
+#[test]
+fn bad_min_tls_value() {
+    let gw = insert_after(GATEWAY, "https://api.mistral.ai/v1", r#"min_tls = "1.1""#);
+    let gw = format!("{gw}\n[upstream]\nmin_tls = \"TLSv1.3\"\n");
+    let f = Fixture::with_gateway(&gw);
+    assert_rejected(
+        &f.check(&[]),
+        &[
+            at(
+                f.gateway(),
+                line_of(&gw, r#""1.1""#),
+                "providers.min_tls",
+                &["`1.1`", "\"1.2\", \"1.3\""],
+            ),
+            at(
+                f.gateway(),
+                line_of(&gw, "TLSv1.3"),
+                "upstream.min_tls",
+                &["`TLSv1.3`", "\"1.2\", \"1.3\""],
+            ),
+        ],
+    );
+
+    // Valid values, in the provider and gateway-wide.
+    let good = insert_after(GATEWAY, "https://api.mistral.ai/v1", r#"min_tls = "1.2""#);
+    let good = format!("{good}\n[upstream]\nmin_tls = \"1.3\"\n");
+    assert_passes(&Fixture::with_gateway(&good).check(&[]));
+}
+
+#[test]
+fn min_tls_on_a_plain_http_base_url() {
+    let gw = edit(
+        GATEWAY,
+        r#"base_url = "https://api.mistral.ai/v1""#,
+        "base_url = \"http://127.0.0.1:8000/v1\"\nmin_tls = \"1.3\"",
+    );
+    let f = Fixture::with_gateway(&gw);
+    assert_one_error(
+        &f.check(&[]),
+        f.gateway(),
+        line_of(&gw, "min_tls"),
+        "providers.min_tls",
+        &["https://"],
+    );
+}

@@ -17,7 +17,7 @@ use super::env::{Env, expand, is_var_name};
 use super::error::{ConfigError, ConfigErrors, Reporter};
 use super::{
     Api, Auth, Config, DEFAULT_MAX_BODY_BYTES, DEFAULT_PRIORITY, DEFAULT_TIMEOUT_MS, LimitsBackend,
-    PolicyFile, Server, ServerLimits, Tls, Upstream, raw,
+    MinTls, PolicyFile, Server, ServerLimits, Tls, Upstream, raw,
 };
 use crate::policy::{
     Certification, Country, Date, Dpa, Layer, LayerKind, Limits, Provider, ProviderId, Region,
@@ -371,12 +371,19 @@ impl Gateway {
             }
         }
 
+        let min_tls = gw
+            .upstream
+            .as_ref()
+            .and_then(|u| u.min_tls.as_ref())
+            .and_then(|v| parse_named::<MinTls>(v, "upstream.min_tls", r))
+            .unwrap_or_default();
+
         let mut ids = BTreeSet::new();
         let mut providers = Vec::new();
         let mut upstreams = Vec::new();
         for p in &gw.providers {
             if let Some((provider, upstream)) =
-                validate_provider(p, base, env, &regions, &mut ids, r)
+                validate_provider(p, base, env, &regions, min_tls, &mut ids, r)
             {
                 providers.push(provider);
                 upstreams.push(upstream);
@@ -403,6 +410,7 @@ fn validate_provider(
     base: &Path,
     env: &dyn Env,
     regions: &Regions,
+    default_min_tls: MinTls,
     ids: &mut BTreeSet<String>,
     r: &mut Reporter<'_>,
 ) -> Option<(Provider, Upstream)> {
@@ -451,6 +459,40 @@ fn validate_provider(
             }
             ok
         });
+    let plain_http = base_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("http://"));
+    // Over plain HTTP the prompt and the provider's credential cross the
+    // network readable by anyone on the path: only to this machine, or when
+    // the operator says so in the provider's own table. The host is not
+    // named: it may come from the environment.
+    if let Some(u) = &base_url
+        && plain_http
+        && !is_loopback_url(u)
+        && p.allow_http != Some(true)
+    {
+        r.at(
+            p.base_url.span().start,
+            &key("base_url"),
+            "plain http:// is accepted only to a loopback host (127.0.0.0/8, ::1, localhost); \
+             use https://, or set `allow_http = true` in this provider to send prompts and \
+             credentials unencrypted",
+        );
+    }
+    let min_tls = match &p.min_tls {
+        None => default_min_tls,
+        Some(v) => {
+            let parsed = parse_named::<MinTls>(v, &key("min_tls"), r);
+            if parsed.is_some() && plain_http {
+                r.at(
+                    v.span().start,
+                    &key("min_tls"),
+                    "applies only to an https:// base_url (this one is plain http://)",
+                );
+            }
+            parsed.unwrap_or_default()
+        }
+    };
 
     let auth = match &p.auth {
         None => Auth {
@@ -558,6 +600,7 @@ fn validate_provider(
             headers,
             timeout: Duration::from_millis(timeout),
             ca_file,
+            min_tls,
             models,
         },
     ))
@@ -924,6 +967,26 @@ fn is_name(s: &str) -> bool {
         .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && chars
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Whether an `http://` URL's host is this machine: an address in
+/// 127.0.0.0/8, `::1`, or the name `localhost`.
+pub(super) fn is_loopback_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn is_header_name(s: &str) -> bool {

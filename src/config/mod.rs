@@ -119,8 +119,48 @@ pub struct Upstream {
     pub headers: Vec<(String, Secret<String>)>,
     pub timeout: Duration,
     pub ca_file: Option<PathBuf>,
+    /// The lowest TLS version offered (the provider's `min_tls`, else
+    /// `[upstream] min_tls`, else 1.2).
+    pub min_tls: MinTls,
     /// Public model name → the provider's own name for it.
     pub models: BTreeMap<String, String>,
+}
+
+/// The lowest TLS version cordon offers a provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MinTls {
+    /// TLS 1.2 and 1.3 (rustls's safe defaults).
+    #[default]
+    V1_2,
+    /// TLS 1.3 only.
+    V1_3,
+}
+
+impl MinTls {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MinTls::V1_2 => "1.2",
+            MinTls::V1_3 => "1.3",
+        }
+    }
+}
+
+impl std::str::FromStr for MinTls {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "1.2" => Ok(MinTls::V1_2),
+            "1.3" => Ok(MinTls::V1_3),
+            other => Err(format!("`{other}` is not one of \"1.2\", \"1.3\"")),
+        }
+    }
+}
+
+impl std::fmt::Display for MinTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Which header carries the provider credential, and which environment

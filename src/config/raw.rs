@@ -17,6 +17,8 @@ pub struct Gateway {
     pub tls: Option<Tls>,
     pub store: Option<Store>,
     pub limits: Option<LimitsBackend>,
+    /// Defaults for every provider connection.
+    pub upstream: Option<UpstreamDefaults>,
     #[serde(default)]
     pub regions: BTreeMap<S, Vec<S>>,
     #[serde(default)]
@@ -62,6 +64,13 @@ pub struct LimitsBackend {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct UpstreamDefaults {
+    /// Lowest TLS version offered to providers: "1.2" or "1.3".
+    pub min_tls: Option<S>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Provider {
     pub id: S,
     pub api: S,
@@ -73,6 +82,11 @@ pub struct Provider {
     pub priority: Option<i64>,
     /// Extra CA certificate (PEM) trusted for this provider only.
     pub ca_file: Option<S>,
+    /// Lowest TLS version offered to this provider ("1.2" or "1.3");
+    /// overrides `[upstream] min_tls`.
+    pub min_tls: Option<S>,
+    /// Opt-in for a plain `http://` base URL to a host that is not loopback.
+    pub allow_http: Option<bool>,
     pub models: Spanned<BTreeMap<S, S>>,
     pub data: Spanned<Terms>,
 }

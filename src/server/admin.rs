@@ -26,17 +26,37 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
             "text/plain; version=0.0.4; charset=utf-8",
         ),
         "/healthz" => text(StatusCode::OK, "ok\n", "text/plain"),
-        _ => {
-            // Ready: configuration loaded (always, once serving) and the store answers.
-            match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-                Ok(Ok(())) => text(StatusCode::OK, "ready\n", "text/plain"),
-                _ => text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store unreachable\n",
-                    "text/plain",
-                ),
-            }
-        }
+        _ => readiness(&state).await,
+    }
+}
+
+/// Ready: configuration loaded (always, once serving), usage records are
+/// being stored (not spooled), and the store answers. A store that answers
+/// reads but refuses writes (a lock, a full disk, a read-only file) only
+/// shows in the usage writer, hence both checks.
+async fn readiness(state: &State) -> Response<Body> {
+    if let Some(s) = state.usage.spooling() {
+        let since = time::OffsetDateTime::from_unix_timestamp(s.since_ms.div_euclid(1000))
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        let body = format!(
+            "degraded: usage spooling (store not writable: {}); since {since}; usage records waiting: {}\n",
+            s.reason,
+            state.metrics.usage_spool_depth.get(),
+        );
+        return text(StatusCode::SERVICE_UNAVAILABLE, body, "text/plain");
+    }
+    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => text(StatusCode::OK, "ready\n", "text/plain"),
+        _ => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store unreachable\n",
+            "text/plain",
+        ),
     }
 }
 

@@ -7,6 +7,7 @@ mod admin;
 mod exchange;
 pub mod reload;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -74,15 +75,46 @@ pub struct Running {
 // === impl Snapshot ===
 
 impl Snapshot {
-    pub fn build(config: Config, env: &dyn Env) -> Result<(Self, Vec<String>), String> {
+    /// Builds what serving `config` needs. With `previous` (a reload), rate
+    /// limits and passive health carry over: each tenant limit whose value is
+    /// unchanged keeps its window, and each provider still configured (same
+    /// id, wherever it now sits in the list) keeps its health.
+    pub fn build(
+        config: Config,
+        env: &dyn Env,
+        previous: Option<&Snapshot>,
+    ) -> Result<(Self, Vec<String>), String> {
         let (upstreams, warnings) = Upstreams::build(&config, env)?;
-        let providers = config.table.providers().len();
-        let limits = Limits::from_table(&config.table);
+        let providers = config.table.providers();
+        let (limits, health) = match previous {
+            None => (
+                Limits::from_table(&config.table),
+                Health::new(providers.len()),
+            ),
+            Some(prev) => {
+                let old: HashMap<&str, usize> = prev
+                    .config
+                    .table
+                    .providers()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (p.id.as_str(), i))
+                    .collect();
+                let moved: Vec<Option<usize>> = providers
+                    .iter()
+                    .map(|p| old.get(p.id.as_str()).copied())
+                    .collect();
+                (
+                    prev.limits.carry_over(&config.table),
+                    prev.health.carry_over(&moved),
+                )
+            }
+        };
         Ok((
             Self {
                 config,
                 upstreams,
-                health: Health::new(providers),
+                health,
                 limits,
             },
             warnings,
@@ -113,7 +145,7 @@ impl Running {
             Some(t) => Some(tls_acceptor(&t.cert, &t.key)?),
             None => None,
         };
-        let (snapshot, warnings) = Snapshot::build(config, env)?;
+        let (snapshot, warnings) = Snapshot::build(config, env, None)?;
         for w in warnings {
             tracing::warn!("{w}");
         }

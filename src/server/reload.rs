@@ -4,6 +4,9 @@
 //! are logged (file, line, key; never values) and counted, and the previous
 //! configuration stays in force. Requests in flight keep the snapshot they
 //! started with; each attempt re-checks eligibility against the new one.
+//! Rate-limit windows and passive health survive a reload (for unchanged
+//! limits and for providers that remain), so a reload is not a way around a
+//! limit and does not send traffic back to a provider that was ejected.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,7 +65,12 @@ pub async fn run(state: Arc<State>, config_path: PathBuf, mut shutdown: watch::R
 pub fn reload(state: &State, path: &Path) -> bool {
     let result = config::load(path, &ProcessEnv)
         .map_err(|errors| errors.0.iter().map(ToString::to_string).collect::<Vec<_>>())
-        .and_then(|cfg| Snapshot::build(cfg, &ProcessEnv).map_err(|e| vec![e]));
+        .and_then(|cfg| {
+            // Rate-limit windows and passive health carry over from the
+            // configuration in force (see `Snapshot::build`).
+            let previous = state.snapshot.load();
+            Snapshot::build(cfg, &ProcessEnv, Some(&previous)).map_err(|e| vec![e])
+        });
     match result {
         Ok((snapshot, warnings)) => {
             for w in warnings {

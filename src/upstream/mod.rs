@@ -1,6 +1,7 @@
 //! Reaching providers: pooled HTTP/1.1 connections (see [`pool`]), one pool
-//! per provider, one TLS configuration per distinct trust set (the
-//! platform's roots, plus a provider's `ca_file`), the provider's credential
+//! per provider, one TLS configuration per distinct trust set and lowest TLS
+//! version (the platform's roots, plus a provider's `ca_file`; `min_tls`),
+//! the provider's credential
 //! injected as its `auth` says, and nothing of the client's headers but what
 //! the request needs. cordon connects only to the configured `base_url`s.
 //!
@@ -22,7 +23,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::config::{Api, Config, Env};
+use crate::config::{Api, Config, Env, MinTls};
 use crate::policy::ProviderId;
 use crate::secret::Secret;
 
@@ -143,21 +144,22 @@ impl Upstreams {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let by_id: HashMap<&str, &crate::config::Upstream> =
             cfg.upstreams.iter().map(|u| (u.id.as_str(), u)).collect();
-        // One TLS configuration (one root store) per distinct `ca_file`; one
-        // connection pool, and its lock, per provider.
-        let mut trust: HashMap<Option<PathBuf>, rustls::ClientConfig> = HashMap::new();
+        // One TLS configuration (one root store) per distinct (`ca_file`,
+        // `min_tls`); one connection pool, and its lock, per provider.
+        let mut trust: HashMap<(Option<PathBuf>, MinTls), rustls::ClientConfig> = HashMap::new();
         let mut warnings = Vec::new();
         let mut list = Vec::new();
         for p in cfg.table.providers() {
             let u = by_id
                 .get(p.id.as_str())
                 .ok_or_else(|| format!("provider `{}` has no upstream", p.id))?;
-            let tls = match trust.get(&u.ca_file) {
+            let trust_key = (u.ca_file.clone(), u.min_tls);
+            let tls = match trust.get(&trust_key) {
                 Some(t) => t.clone(),
                 None => {
-                    let t = tls_config(u.ca_file.as_deref())
+                    let t = tls_config(u.ca_file.as_deref(), u.min_tls)
                         .map_err(|e| format!("provider `{}`: {e}", u.id))?;
-                    trust.insert(u.ca_file.clone(), t.clone());
+                    trust.insert(trust_key, t.clone());
                     t
                 }
             };
@@ -335,8 +337,12 @@ fn target_and_host(base_url: &str) -> Option<(Uri, HeaderValue)> {
     Some((target, host))
 }
 
-/// TLS trusting the platform's roots, plus those of `ca_file`.
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+/// TLS trusting the platform's roots, plus those of `ca_file`, offering
+/// TLS 1.3 and, unless `min_tls` is 1.3, TLS 1.2.
+fn tls_config(
+    ca_file: Option<&std::path::Path>,
+    min_tls: MinTls,
+) -> Result<rustls::ClientConfig, String> {
     let crypto = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = match ca_file {
         None => rustls_platform_verifier::Verifier::new(crypto.clone()),
@@ -353,8 +359,12 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig,
         }
     }
     .map_err(|e| format!("cannot load the trusted roots: {e}"))?;
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match min_tls {
+        MinTls::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        MinTls::V1_3 => &[&rustls::version::TLS13],
+    };
     Ok(rustls::ClientConfig::builder_with_provider(crypto)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|e| format!("TLS configuration: {e}"))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))

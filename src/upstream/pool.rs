@@ -341,7 +341,9 @@ mod tests {
     fn pool(target: &Uri) -> Arc<Pool> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Pool::new(
-            super::super::https_connector(super::super::tls_config(None).unwrap()),
+            super::super::https_connector(
+                super::super::tls_config(None, crate::config::MinTls::V1_2).unwrap(),
+            ),
             target.clone(),
         )
     }

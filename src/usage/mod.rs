@@ -6,6 +6,10 @@
 //! records, it does not drop them (SPEC invariant 5). Records still in memory
 //! when the process is killed outright (at most one batch window, ~50 ms of
 //! traffic) are the one loss this design accepts.
+//!
+//! The writer publishes whether it is storing or spooling ([`Spooling`],
+//! read through [`UsageSink::spooling`]), so readiness can say the gateway
+//! is degraded while the store cannot be written, and why.
 
 mod record;
 mod spool;
@@ -15,13 +19,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use tokio::sync::mpsc;
 
 pub use record::{UsageRecord, shared_word};
 pub use spool::Spool;
 
+use crate::clock;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Records per write.
 const BATCH: usize = 500;
@@ -30,17 +36,33 @@ const LINGER: Duration = Duration::from_millis(50);
 /// Retry delays while the store fails: doubling up to this.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// The longest store error kept for readiness, in characters.
+const MAX_REASON: usize = 200;
+
 /// Where the request path sends records. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct UsageSink {
     tx: mpsc::UnboundedSender<UsageRecord>,
     depth: Arc<AtomicI64>,
+    spooling: Arc<ArcSwapOption<Spooling>>,
+}
+
+/// The writer could not store records and is spooling them: since when, and
+/// the store's error (a [`StoreError`], which holds no values; one line,
+/// bounded). Cleared once the spool has been replayed into the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spooling {
+    /// Unix milliseconds of the first failed write of this episode.
+    pub since_ms: i64,
+    /// The latest store error.
+    pub reason: String,
 }
 
 /// The writer's end; run it with [`Writer::run`].
 pub struct Writer {
     rx: mpsc::UnboundedReceiver<UsageRecord>,
     depth: Arc<AtomicI64>,
+    spooling: Arc<ArcSwapOption<Spooling>>,
     store: Store,
     metrics: Metrics,
     spool: Spool,
@@ -51,14 +73,17 @@ pub struct Writer {
 pub fn channel(store: Store, metrics: Metrics, spool: Spool) -> (UsageSink, Writer) {
     let (tx, rx) = mpsc::unbounded_channel();
     let depth = Arc::new(AtomicI64::new(0));
+    let spooling = Arc::new(ArcSwapOption::empty());
     (
         UsageSink {
             tx,
             depth: depth.clone(),
+            spooling: spooling.clone(),
         },
         Writer {
             rx,
             depth,
+            spooling,
             store,
             metrics,
             spool,
@@ -80,6 +105,11 @@ impl UsageSink {
     /// Records queued in memory and not yet stored or spooled.
     pub fn depth(&self) -> i64 {
         self.depth.load(Ordering::Relaxed)
+    }
+
+    /// `Some` while the writer cannot store records and spools them.
+    pub fn spooling(&self) -> Option<Arc<Spooling>> {
+        self.spooling.load_full()
     }
 }
 
@@ -129,10 +159,15 @@ impl Writer {
                     pending.drain(..n);
                     self.depth.fetch_sub(n as i64, Ordering::Relaxed);
                     backoff = Duration::from_millis(100);
+                    // Nothing is spooled (checked above): caught up.
+                    self.stored();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, queued = pending.len(), "usage store write failed; spooling to disk");
                     self.spool_all(&mut pending);
+                    // Before the backoff, so the gauge (and readiness) count them now.
+                    self.publish_depth(&pending);
+                    self.failed(&e);
                     if open {
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -189,12 +224,49 @@ impl Writer {
                 if let Err(e) = self.spool.commit(next, batch.len() as u64) {
                     tracing::error!(error = %e, "cannot record usage spool progress");
                 }
+                if self.spool.pending() == 0 {
+                    self.stored();
+                }
                 true
             }
             Err(e) => {
                 tracing::debug!(error = %e, "usage store still failing; spool kept");
+                self.failed(&e);
                 false
             }
+        }
+    }
+
+    /// A write failed: publish that records are being spooled (keeping the
+    /// time the episode began) and why.
+    fn failed(&self, e: &StoreError) {
+        let since_ms = self
+            .spooling
+            .load()
+            .as_ref()
+            .map_or_else(clock::now_ms, |s| s.since_ms);
+        let reason: String = e
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(MAX_REASON)
+            .collect();
+        let next = Spooling { since_ms, reason };
+        if self.spooling.load().as_deref() != Some(&next) {
+            if self.spooling.load().is_none() {
+                tracing::warn!(reason = %next.reason, "usage store not writable; records are spooled and readiness reports degraded");
+            }
+            self.spooling.store(Some(Arc::new(next)));
+        }
+    }
+
+    /// The store took records and nothing waits in the spool: caught up.
+    fn stored(&self) {
+        if self.spooling.load().is_some() {
+            self.spooling.store(None);
+            tracing::info!("usage store writable again; the spool has been replayed");
         }
     }
 

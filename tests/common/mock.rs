@@ -111,6 +111,8 @@ pub struct MockProvider {
     sent: Arc<Mutex<Vec<Vec<u8>>>>,
     /// Connections accepted.
     connections: Arc<AtomicUsize>,
+    /// TLS handshakes completed (a TLS mock only).
+    handshakes: Arc<AtomicUsize>,
 }
 
 pub type MockBody = BoxBody<Bytes, std::io::Error>;
@@ -135,6 +137,18 @@ impl MockProvider {
     /// Starts a mock speaking HTTPS for `localhost`, with a certificate from a
     /// private CA made for it; returns the CA's certificate (PEM).
     pub async fn start_tls(name: &str) -> (MockProvider, String) {
+        Self::start_tls_with(name, rustls::DEFAULT_VERSIONS).await
+    }
+
+    /// [`MockProvider::start_tls`], speaking TLS 1.2 only.
+    pub async fn start_tls12(name: &str) -> (MockProvider, String) {
+        Self::start_tls_with(name, &[&rustls::version::TLS12]).await
+    }
+
+    async fn start_tls_with(
+        name: &str,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> (MockProvider, String) {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -147,7 +161,7 @@ impl MockProvider {
             .signed_by(&leaf_key, &ca)
             .unwrap();
         let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
-        let mut config = rustls::ServerConfig::builder()
+        let mut config = rustls::ServerConfig::builder_with_protocol_versions(versions)
             .with_no_client_auth()
             .with_single_cert(vec![leaf.der().clone()], key)
             .unwrap();
@@ -180,6 +194,7 @@ impl MockProvider {
             aborted: Arc::default(),
             sent: Arc::default(),
             connections: Arc::default(),
+            handshakes: Arc::default(),
         };
         let m = mock.clone();
         tokio::spawn(async move {
@@ -190,6 +205,7 @@ impl MockProvider {
                 m.connections.fetch_add(1, Ordering::SeqCst);
                 let m = m.clone();
                 let tls = tls.clone();
+                let handshakes = m.handshakes.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let m = m.clone();
@@ -202,6 +218,7 @@ impl MockProvider {
                         }
                         Some(acceptor) => {
                             if let Ok(s) = acceptor.accept(stream).await {
+                                handshakes.fetch_add(1, Ordering::SeqCst);
                                 let _ = builder.serve_connection(TokioIo::new(s), svc).await;
                             }
                         }
@@ -232,6 +249,11 @@ impl MockProvider {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// TLS handshakes completed so far (a TLS mock only).
+    pub fn handshakes(&self) -> usize {
+        self.handshakes.load(Ordering::SeqCst)
     }
 
     pub fn count(&self) -> usize {
