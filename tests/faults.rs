@@ -867,3 +867,53 @@ async fn sigterm_cuts_what_outlives_the_drain_deadline_and_records_it() {
     assert_eq!(cut_bodies, 5, "{rows:#?}");
     drop(dir);
 }
+
+/// Row 3: a client that reads to `finish_reason` and leaves before the
+/// usage chunk does not make the request free: cordon reads the rest of the
+/// provider's stream (bounded) and the record carries the tokens.
+#[tokio::test]
+async fn a_client_leaving_at_finish_reason_still_yields_the_tokens() {
+    let mock = MockProvider::start("eu").await;
+    let finish = serde_json::json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+    let usage = serde_json::json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+        "choices": [], "usage": {"prompt_tokens": 21, "completion_tokens": 8, "total_tokens": 29}});
+    mock.set(Behaviour::RawStream {
+        events: vec![
+            content_event("Hello"),
+            bytes::Bytes::from(format!("data: {finish}\n\n")),
+        ],
+        end: RawEnd::After(
+            Duration::from_millis(300),
+            vec![
+                bytes::Bytes::from(format!("data: {usage}\n\n")),
+                bytes::Bytes::from_static(b"data: [DONE]\n\n"),
+            ],
+        ),
+    });
+    let gw = one_provider(&mock, "").await;
+    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    let mut body = chat("gpt-4o", "hello");
+    body["stream"] = true.into();
+    conn.write_all(&raw_request(
+        &gw,
+        "/v1/chat/completions",
+        "leaves-at-finish",
+        &body.to_string(),
+    ))
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    while !contains_bytes(&got, b"\"finish_reason\":\"stop\"") {
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(n > 0, "stream ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    drop(conn);
+    in_flight_settles_to_zero(&gw).await;
+    let (rows, _log, _dir) = stop_and_read(gw).await;
+    one_record_each(&rows, &["leaves-at-finish".to_owned()], "cancelled");
+    assert_eq!(rows[0].prompt_tokens, Some(21), "{:?}", rows[0]);
+    assert_eq!(rows[0].completion_tokens, Some(8), "{:?}", rows[0]);
+}

@@ -1907,6 +1907,12 @@ impl OpenAiToAnthropicStream {
         }
     }
 
+    /// Whether the provider has said why the answer stopped (its usage may
+    /// still be to come).
+    pub fn saw_finish(&self) -> bool {
+        self.stop.is_some()
+    }
+
     /// Upstream ended. Without `[DONE]` but after a finish reason, the
     /// message is closed properly; a truncated stream stays truncated.
     pub fn finish(&mut self, out: &mut Vec<Bytes>) {

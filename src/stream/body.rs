@@ -71,8 +71,13 @@ pub struct Ended {
 type OnEnd = Box<dyn FnOnce(Ended) + Send>;
 
 /// A relayed SSE body, reading the upstream body `B`.
-pub struct RelayBody<B> {
-    upstream: B,
+pub struct RelayBody<B>
+where
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// Taken only when the client leaves after the finish (see `Drop`).
+    upstream: Option<B>,
     framer: Framer,
     relay: Box<dyn Relay>,
     /// The client's protocol, in which a failure is told as a last event.
@@ -134,7 +139,11 @@ impl Idle {
     }
 }
 
-impl<B> RelayBody<B> {
+impl<B> RelayBody<B>
+where
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     /// Relays `upstream` through `relay` to a client speaking `client`.
     pub fn new(
         upstream: B,
@@ -153,7 +162,7 @@ impl<B> RelayBody<B> {
         on_end: impl FnOnce(Ended) + Send + 'static,
     ) -> Self {
         Self {
-            upstream,
+            upstream: Some(upstream),
             framer: Framer::new(DEFAULT_MAX_EVENT),
             relay,
             client,
@@ -243,7 +252,7 @@ impl<B> RelayBody<B> {
 
 impl<B> Body for RelayBody<B>
 where
-    B: Body<Data = Bytes> + Unpin,
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<BoxError>,
 {
     type Data = Bytes;
@@ -270,7 +279,11 @@ where
                 this.end(StreamEnd::Complete);
                 return Poll::Ready(None);
             }
-            match Pin::new(&mut this.upstream).poll_frame(cx) {
+            let Some(upstream) = &mut this.upstream else {
+                // Taken only by `Drop`; never seen here.
+                return Poll::Ready(None);
+            };
+            match Pin::new(upstream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if this.idle.is_some() || this.deadline.is_some() {
                         let now = tokio::time::Instant::now();
@@ -332,9 +345,103 @@ where
     }
 }
 
-impl<B> Drop for RelayBody<B> {
+/// How long, and how many bytes, cordon keeps reading a provider's stream
+/// for its usage after the client has gone.
+const USAGE_DRAIN_TIME: Duration = Duration::from_secs(10);
+const USAGE_DRAIN_BYTES: usize = 256 * 1024;
+
+impl<B> Drop for RelayBody<B>
+where
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// The client went away. If the provider had already finished the
+    /// answer but its usage was still to come (OpenAI sends it in a last
+    /// chunk), the rest of its stream is read, bounded in time and bytes,
+    /// in a task of its own, so the record carries the tokens (a client
+    /// leaving at `finish_reason` must not make a request free); then the
+    /// end is reported as cancelled.
     fn drop(&mut self) {
+        let wants_usage = !self.done
+            && self.relay.saw_finish()
+            && self.relay.tokens().completion.is_none()
+            && self.on_end.is_some();
+        if wants_usage
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+            && let Some(upstream) = self.upstream.take()
+        {
+            let drain = Drain {
+                upstream,
+                framer: std::mem::replace(&mut self.framer, Framer::new(0)),
+                relay: std::mem::replace(&mut self.relay, Box::new(NoRelay)),
+                on_end: self.on_end.take(),
+                first_content_at: self.first_content_at,
+            };
+            drop(rt.spawn(drain.run()));
+            return;
+        }
         self.end(StreamEnd::Cancelled);
+    }
+}
+
+/// The rest of a stream whose client left after the finish, read for usage.
+struct Drain<B> {
+    upstream: B,
+    framer: Framer,
+    relay: Box<dyn Relay>,
+    on_end: Option<OnEnd>,
+    first_content_at: Option<Instant>,
+}
+
+impl<B> Drain<B>
+where
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    async fn run(mut self) {
+        use http_body_util::BodyExt;
+        let mut read = 0usize;
+        let mut discard = Vec::new();
+        let until = tokio::time::Instant::now() + USAGE_DRAIN_TIME;
+        while read < USAGE_DRAIN_BYTES && self.relay.tokens().completion.is_none() {
+            let Ok(Some(Ok(frame))) = tokio::time::timeout_at(until, self.upstream.frame()).await
+            else {
+                break;
+            };
+            if let Ok(chunk) = frame.into_data() {
+                read += chunk.len();
+                if self
+                    .framer
+                    .push(&chunk, &mut *self.relay, &mut discard)
+                    .is_err()
+                {
+                    break;
+                }
+                discard.clear();
+            }
+        }
+        if let Some(f) = self.on_end.take() {
+            f(Ended {
+                how: StreamEnd::Cancelled,
+                failure: None,
+                tokens: self.relay.tokens(),
+                first_content_at: self.first_content_at,
+                at: Instant::now(),
+            });
+        }
+    }
+}
+
+/// Stands in for a relay moved out of a dropped body.
+struct NoRelay;
+
+impl Relay for NoRelay {
+    fn event(&mut self, _: Bytes, _: &mut Vec<Bytes>) {}
+    fn tokens(&self) -> Tokens {
+        Tokens::default()
+    }
+    fn saw_content(&self) -> bool {
+        false
     }
 }
 

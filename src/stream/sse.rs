@@ -30,6 +30,12 @@ pub trait Relay: Send {
     fn tokens(&self) -> Tokens;
     /// Whether an event carrying content has been emitted.
     fn saw_content(&self) -> bool;
+    /// Whether the provider has said why the answer stopped while its usage
+    /// is still to come (OpenAI sends usage in a chunk after the finish
+    /// reason; Anthropic's finish event carries it).
+    fn saw_finish(&self) -> bool {
+        false
+    }
 }
 
 impl<R: Relay + ?Sized> Relay for Box<R> {
@@ -44,6 +50,9 @@ impl<R: Relay + ?Sized> Relay for Box<R> {
     }
     fn saw_content(&self) -> bool {
         (**self).saw_content()
+    }
+    fn saw_finish(&self) -> bool {
+        (**self).saw_finish()
     }
 }
 
@@ -110,6 +119,8 @@ pub struct OpenAiRelay {
     /// Whether an event carrying content has been passed on.
     pub saw_content: bool,
     pub saw_done: bool,
+    /// A chunk with a non-null `finish_reason` has passed.
+    pub saw_finish: bool,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +161,9 @@ impl OpenAiRelay {
         // carry `"usage":null` once usage is asked for) are passed on unread.
         if !has_usage_object(data) {
             self.saw_content = true;
+            if !self.saw_finish && has_finish_reason(data) {
+                self.saw_finish = true;
+            }
             return true;
         }
         let Ok(chunk) = serde_json::from_slice::<Chunk>(data) else {
@@ -191,6 +205,9 @@ impl Relay for OpenAiRelay {
     }
     fn saw_content(&self) -> bool {
         self.saw_content
+    }
+    fn saw_finish(&self) -> bool {
+        self.saw_finish
     }
 }
 
@@ -350,6 +367,7 @@ fn data_of(event: &[u8]) -> Option<&[u8]> {
 /// streaming run's samples went to `Searcher::new`).
 static USAGE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
 static CONTENT_BLOCK: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"content_block"));
+static FINISH_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"finish_reason\""));
 /// `"error"` as a JSON key; inside a string value it would be escaped.
 static ERROR_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
 
@@ -365,6 +383,19 @@ fn is_error_object(data: &[u8]) -> bool {
 
 /// Whether a JSON chunk has `"usage": {` (not `"usage": null`). A key in a
 /// string value would be escaped (`\"usage\"`), so it cannot match.
+/// Whether a JSON chunk has a `"finish_reason"` that is not `null`.
+fn has_finish_reason(data: &[u8]) -> bool {
+    let mut rest = data;
+    while let Some(at) = FINISH_KEY.find(rest) {
+        rest = &rest[at + FINISH_KEY.needle().len()..];
+        let value = rest.trim_ascii_start().strip_prefix(b":");
+        if value.is_some_and(|v| v.trim_ascii_start().starts_with(b"\"")) {
+            return true;
+        }
+    }
+    false
+}
+
 fn has_usage_object(data: &[u8]) -> bool {
     let mut rest = data;
     while let Some(at) = USAGE_KEY.find(rest) {

@@ -94,4 +94,7 @@ impl Relay for OpenAiToAnthropicRelay {
     fn saw_content(&self) -> bool {
         self.saw_content
     }
+    fn saw_finish(&self) -> bool {
+        self.inner.saw_finish()
+    }
 }

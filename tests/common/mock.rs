@@ -734,6 +734,8 @@ pub enum RawEnd {
     Hang,
     /// These bytes again and again, until the receiver goes away.
     Endless(Bytes),
+    /// A pause, then these events, then the end.
+    After(Duration, Vec<Bytes>),
 }
 
 impl MockProvider {
@@ -772,6 +774,15 @@ impl MockProvider {
                 }
                 RawEnd::Hang => {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                RawEnd::After(pause, more) => {
+                    tokio::time::sleep(pause).await;
+                    for e in more {
+                        if !send(e).await {
+                            aborted.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                    }
                 }
                 RawEnd::Endless(b) => loop {
                     if tx.send(Ok(Frame::data(b.clone()))).await.is_err() {
