@@ -20,7 +20,27 @@ pub enum ErrorKind {
     UpstreamTimeout,
     NotFound,
     MethodNotAllowed,
-    Internal,
+}
+
+/// Who a refusal is about: what must change for the request to succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The request itself (its body, key, size, pace).
+    Client,
+    /// cordon's rules: the policy or the tenant's limits.
+    Policy,
+    /// The provider (or every provider tried).
+    Provider,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Policy => "policy",
+            Side::Provider => "provider",
+        }
+    }
 }
 
 /// The client's wire protocol, which decides the error body's shape.
@@ -42,6 +62,34 @@ pub struct GatewayError {
 // === impl ErrorKind ===
 
 impl ErrorKind {
+    /// Who the refusal is about.
+    pub fn side(self) -> Side {
+        match self {
+            ErrorKind::InvalidRequest
+            | ErrorKind::InvalidApiKey
+            | ErrorKind::RequestTooLarge
+            | ErrorKind::RequestTimeout
+            | ErrorKind::NotFound
+            | ErrorKind::MethodNotAllowed => Side::Client,
+            ErrorKind::PolicyDenied | ErrorKind::ModelNotFound | ErrorKind::RateLimited => {
+                Side::Policy
+            }
+            ErrorKind::UpstreamError | ErrorKind::UpstreamTimeout => Side::Provider,
+        }
+    }
+
+    /// Whether the same request may succeed if sent again unchanged (after
+    /// `retry-after`, for 429).
+    pub fn retry_may_succeed(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::RateLimited
+                | ErrorKind::RequestTimeout
+                | ErrorKind::UpstreamError
+                | ErrorKind::UpstreamTimeout
+        )
+    }
+
     pub fn status(self) -> StatusCode {
         match self {
             ErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
@@ -54,7 +102,6 @@ impl ErrorKind {
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::UpstreamError => StatusCode::BAD_GATEWAY,
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -72,7 +119,6 @@ impl ErrorKind {
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::NotFound => "not_found",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
-            ErrorKind::Internal => "internal_error",
         }
     }
 
@@ -88,9 +134,7 @@ impl ErrorKind {
             ErrorKind::InvalidApiKey => "authentication_error",
             ErrorKind::PolicyDenied => "permission_error",
             ErrorKind::RateLimited => "rate_limit_error",
-            ErrorKind::UpstreamError | ErrorKind::UpstreamTimeout | ErrorKind::Internal => {
-                "api_error"
-            }
+            ErrorKind::UpstreamError | ErrorKind::UpstreamTimeout => "api_error",
         }
     }
 
@@ -106,7 +150,7 @@ impl ErrorKind {
             ErrorKind::RequestTooLarge => "request_too_large",
             ErrorKind::RateLimited => "rate_limit_error",
             ErrorKind::UpstreamTimeout => "timeout_error",
-            ErrorKind::UpstreamError | ErrorKind::Internal => "api_error",
+            ErrorKind::UpstreamError => "api_error",
         }
     }
 }
@@ -153,3 +197,31 @@ impl std::fmt::Display for GatewayError {
 }
 
 impl std::error::Error for GatewayError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_refusal_says_who_it_is_about_and_whether_a_retry_may_help() {
+        let kinds = [
+            (ErrorKind::InvalidRequest, Side::Client, false),
+            (ErrorKind::InvalidApiKey, Side::Client, false),
+            (ErrorKind::RequestTooLarge, Side::Client, false),
+            (ErrorKind::RequestTimeout, Side::Client, true),
+            (ErrorKind::NotFound, Side::Client, false),
+            (ErrorKind::MethodNotAllowed, Side::Client, false),
+            (ErrorKind::PolicyDenied, Side::Policy, false),
+            (ErrorKind::ModelNotFound, Side::Policy, false),
+            (ErrorKind::RateLimited, Side::Policy, true),
+            (ErrorKind::UpstreamError, Side::Provider, true),
+            (ErrorKind::UpstreamTimeout, Side::Provider, true),
+        ];
+        for (kind, side, retry) in kinds {
+            assert_eq!(kind.side(), side, "{kind:?}");
+            assert_eq!(kind.retry_may_succeed(), retry, "{kind:?}");
+            // Only the provider's side answers 5xx.
+            assert_eq!(kind.status().is_server_error(), side == Side::Provider);
+        }
+    }
+}

@@ -602,6 +602,7 @@ async fn a_slow_body_is_a_408_at_the_deadline_and_counts_against_limits() {
                 "{answer}"
             );
             assert!(answer.contains("request_timeout"), "{answer}");
+            assert!(answer.contains("x-should-retry: true"), "{answer}");
         }
         statuses.push(status);
     }
@@ -644,6 +645,7 @@ async fn json_nested_past_the_limit_is_a_400_and_never_forwarded() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
+    assert_eq!(resp.headers()["x-should-retry"], "false");
     let text = resp.text().await.unwrap();
     assert!(text.contains("deeper than 64"), "{text}");
     // 64 levels pass.

@@ -30,7 +30,7 @@ use crate::protocol::{self, openai};
 use crate::stream::body::{Ended, Failure, RelayBody, StreamEnd};
 use crate::stream::sse::{self, AnthropicRelay, OpenAiRelay, Relay, Tokens};
 use crate::stream::translate::{AnthropicToOpenAiRelay, OpenAiToAnthropicRelay};
-use crate::upstream::{AttemptError, Endpoint, UpstreamResponse};
+use crate::upstream::{AttemptError, Endpoint, Upstream, UpstreamResponse};
 use crate::usage::{UsageRecord, shared_word};
 
 /// The per-request context, filled in stage by stage and consumed by `finish`.
@@ -56,6 +56,8 @@ struct Exchange {
     client_api: ClientApi,
     /// Whether the request body was read whole.
     body_read: bool,
+    /// The refusal the client got, if any (for the log line).
+    error: Option<ErrorKind>,
     /// How the exchange ended, as far as it is known. Until a stage says
     /// otherwise, the client went away (the request's future was dropped).
     end: End,
@@ -156,6 +158,7 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
                 Outcome::UpstreamError
             };
             ex.end = End::plain(e.kind.status(), outcome);
+            ex.error = Some(e.kind);
             resp
         }
     }
@@ -196,89 +199,140 @@ enum Reply {
     Stream(StreamReply),
 }
 
-/// Authenticate → … → relay. Errors before a response become the client's error.
+/// The request's path, stage by stage; each stage returns what the next
+/// needs, and an error before a response becomes the client's error.
 async fn proxy(
     ex: &mut Exchange,
     endpoint: Endpoint,
     req: hyper::Request<Incoming>,
 ) -> Result<Reply, GatewayError> {
-    let state = ex.state.clone();
-    let snap = state.snapshot.load_full();
+    let snap = ex.state.snapshot.load_full();
+    let principal = authenticate(ex, req.headers())?;
+    admit(ex, &snap, &principal)?;
+    let require = require_header(req.headers())?;
+    let body = read(ex, &snap, req.into_body()).await?;
+    let request = parse(ex, &snap, endpoint, &body, require)?;
+    let candidates = decide(ex, &snap, &principal, &request)?;
+    forward(ex, &snap, &principal, &request, &candidates).await
+}
 
-    // 1. authenticate
-    let principal = state
+/// A request read and understood: its routing fields (borrowed from the
+/// body) and its own narrowing layer.
+struct Parsed<'a> {
+    endpoint: Endpoint,
+    body: &'a Bytes,
+    fields: openai::Request<'a>,
+    /// The model as the configuration names it (`None`: no provider serves it).
+    served: Option<Arc<str>>,
+    stream: bool,
+    /// The `x-cordon-require` layer.
+    extra: Option<Layer>,
+}
+
+/// The providers a request may go to, in the order to try them.
+struct Candidates {
+    order: Vec<usize>,
+    failover: bool,
+}
+
+/// Stage 1: the key, checked against the in-memory cache only.
+fn authenticate(ex: &mut Exchange, headers: &HeaderMap) -> Result<Principal, GatewayError> {
+    let principal = ex
+        .state
         .keys
-        .authenticate(req.headers(), ex.time_ms)
+        .authenticate(headers, ex.time_ms)
         .map_err(auth_error)?;
     ex.principal = Some(principal.clone());
+    Ok(principal)
+}
 
-    // 2. rate limits, before the body is read: a client that trickles its
-    // body in is counted like any other.
-    if let Err(l) = snap.limits.admit_now(principal.tenant(), ex.time_ms) {
-        state
-            .metrics
-            .rate_limited
-            .with_label_values(&[principal.tenant()])
-            .inc();
-        let mut e = GatewayError::new(ErrorKind::RateLimited, "rate limit reached for this tenant");
-        e.retry_after = Some(l.retry_after_secs);
-        return Err(e);
-    }
+/// Stage 2: rate limits, before the body is read, so a client that trickles
+/// its body in is counted like any other.
+fn admit(ex: &Exchange, snap: &Snapshot, principal: &Principal) -> Result<(), GatewayError> {
+    snap.limits
+        .admit_now(principal.tenant(), ex.time_ms)
+        .map_err(|l| {
+            ex.state
+                .metrics
+                .rate_limited
+                .with_label_values(&[principal.tenant()])
+                .inc();
+            let mut e =
+                GatewayError::new(ErrorKind::RateLimited, "rate limit reached for this tenant");
+            e.retry_after = Some(l.retry_after_secs);
+            e
+        })
+}
 
-    // 3. the body, bounded in size and in time
-    let limits = snap.config.server.limits;
-    let require_header = require_header(req.headers())?;
-    let body = read_body(
-        req.into_body(),
-        snap.config.server.max_body_bytes,
-        limits.body_read_timeout,
-    )
-    .await
-    .inspect_err(|e| match e.kind {
-        ErrorKind::RequestTimeout => state.metrics.limit_exceeded(Limit::BodyReadTimeout),
-        ErrorKind::RequestTooLarge => state.metrics.limit_exceeded(Limit::BodyBytes),
-        _ => {}
-    })?;
+/// Stage 3: the body, bounded in size and in time.
+async fn read(ex: &mut Exchange, snap: &Snapshot, body: Incoming) -> Result<Bytes, GatewayError> {
+    let server = &snap.config.server;
+    let body = read_body(body, server.max_body_bytes, server.limits.body_read_timeout)
+        .await
+        .inspect_err(|e| match e.kind {
+            ErrorKind::RequestTimeout => ex.state.metrics.limit_exceeded(Limit::BodyReadTimeout),
+            ErrorKind::RequestTooLarge => ex.state.metrics.limit_exceeded(Limit::BodyBytes),
+            _ => {}
+        })?;
     ex.body_read = true;
+    Ok(body)
+}
 
-    // 4. the routing fields only; nothing nested deeper than the limit is
-    // parsed here or forwarded
-    if protocol::json::deeper_than(&body, limits.max_json_depth) {
-        state.metrics.limit_exceeded(Limit::JsonDepth);
+/// Stage 4: the routing fields only (nothing nested deeper than the limit
+/// is parsed here or forwarded), and the request's own narrowing layer
+/// (every `x-cordon-require` field).
+fn parse<'a>(
+    ex: &mut Exchange,
+    snap: &Snapshot,
+    endpoint: Endpoint,
+    body: &'a Bytes,
+    require: Option<String>,
+) -> Result<Parsed<'a>, GatewayError> {
+    let max_depth = snap.config.server.limits.max_json_depth;
+    if protocol::json::deeper_than(body, max_depth) {
+        ex.state.metrics.limit_exceeded(Limit::JsonDepth);
         return Err(GatewayError::new(
             ErrorKind::InvalidRequest,
-            format!(
-                "the request body nests arrays and objects deeper than {} levels",
-                limits.max_json_depth
-            ),
+            format!("the request body nests arrays and objects deeper than {max_depth} levels"),
         ));
     }
-    let parsed = openai::Request::parse(&body)
+    let fields = openai::Request::parse(body)
         .map_err(|e| GatewayError::new(ErrorKind::InvalidRequest, e.to_string()))?;
-    let model: &str = &parsed.model;
-    let served = snap.config.table.served_model(model).cloned();
+    let served = snap.config.table.served_model(&fields.model).cloned();
     ex.model = served.clone();
-    let stream = parsed.stream && endpoint != Endpoint::Embeddings;
+    let stream = fields.stream && endpoint != Endpoint::Embeddings;
     ex.streamed = stream;
+    let extra = require
+        .map(|h| parse_require(&h, &snap.config.table))
+        .transpose()
+        .map_err(|e| GatewayError::new(ErrorKind::InvalidRequest, e.to_string()))?;
+    Ok(Parsed {
+        endpoint,
+        body,
+        fields,
+        served,
+        stream,
+        extra,
+    })
+}
 
-    // 5. the request's own narrowing layer (every `x-cordon-require` field)
-    let extra: Option<Layer> = match require_header {
-        None => None,
-        Some(h) => Some(
-            parse_require(&h, &snap.config.table)
-                .map_err(|e| GatewayError::new(ErrorKind::InvalidRequest, e.to_string()))?,
-        ),
-    };
-
-    // 6. decide
-    let today = clock::today();
+/// Stage 5: the policy's decision, as the providers to try: healthy ones
+/// first in policy order, ejected ones after them. None eligible: 403 with
+/// each provider's first failing rule.
+fn decide(
+    ex: &mut Exchange,
+    snap: &Snapshot,
+    principal: &Principal,
+    request: &Parsed<'_>,
+) -> Result<Candidates, GatewayError> {
+    let model: &str = &request.fields.model;
     let table = &snap.config.table;
     let routes = match table.decide(
         principal.tenant(),
         principal.project(),
         model,
-        today,
-        extra.as_ref(),
+        clock::today(),
+        request.extra.as_ref(),
     ) {
         Decision::Route(r) => r,
         Decision::ModelNotServed => {
@@ -303,20 +357,16 @@ async fn proxy(
         }
     };
     ex.policy_version = Some(routes.version().shared());
-    // Healthy providers first, in policy order; ejected ones after them
-    // (a stable sort, so each group keeps the policy's order).
-    let candidates: Vec<usize> = {
-        let now = ex.time_ms;
-        let mut c: Vec<usize> = routes.eligible_indexed().map(|(i, _)| i).collect();
-        if c.iter().any(|&i| snap.health.is_ejected(i, now)) {
-            c.sort_by_key(|&i| snap.health.is_ejected(i, now));
-        }
-        c
-    };
-    if candidates.is_empty() {
+    // A stable sort, so each group keeps the policy's order.
+    let now = ex.time_ms;
+    let mut order: Vec<usize> = routes.eligible_indexed().map(|(i, _)| i).collect();
+    if order.iter().any(|&i| snap.health.is_ejected(i, now)) {
+        order.sort_by_key(|&i| snap.health.is_ejected(i, now));
+    }
+    if order.is_empty() {
         let reasons = routes.denial_reasons(principal.tenant(), principal.project());
         let rule = reasons.first().map_or("none", |(_, f)| f.rule.as_str());
-        state
+        ex.state
             .metrics
             .policy_denials
             .with_label_values(&[principal.tenant(), rule])
@@ -334,132 +384,46 @@ async fn proxy(
         ));
     }
     let failover = table.tenant(principal.tenant()).is_none_or(|t| t.failover);
+    Ok(Candidates { order, failover })
+}
 
-    // 7. forward, failing over before the first byte
+/// Stage 6: each candidate in turn, eligibility checked again at the moment
+/// of sending, failing over only before the first byte reaches the client
+/// and only when the failure allows it.
+async fn forward(
+    ex: &mut Exchange,
+    snap: &Arc<Snapshot>,
+    principal: &Principal,
+    request: &Parsed<'_>,
+    candidates: &Candidates,
+) -> Result<Reply, GatewayError> {
+    let limits = snap.config.server.limits;
     let mut last_error: Option<GatewayError> = None;
-    for (n, &idx) in candidates.iter().enumerate() {
-        if n > 0 && !failover {
+    for (n, &idx) in candidates.order.iter().enumerate() {
+        if n > 0 && !candidates.failover {
             break;
         }
-        // Eligibility is checked again at the moment of sending: a reload or
-        // a date change since the decision must not send data anywhere new.
-        if !still_eligible(&state, &snap, idx, &principal, model, extra.as_ref()) {
+        // A reload or a date change since the decision must not send data
+        // anywhere new.
+        if !still_eligible(
+            &ex.state,
+            snap,
+            idx,
+            principal,
+            &request.fields.model,
+            request.extra.as_ref(),
+        ) {
             continue;
         }
         let Some(up) = snap.upstreams.get(idx) else {
             continue;
         };
-        if up.unavailable.is_some() {
-            // Never contacted: not an attempt (e.g. its credential is not set).
-            last_error = Some(GatewayError::new(
-                ErrorKind::UpstreamError,
-                format!("provider `{}` is not configured for use", up.id),
-            ));
-            continue;
-        }
-        // A route exists only for a served model, so `served` is set.
-        let upstream_model = match &served {
-            Some(public) => up.upstream_model(public).clone(),
-            None => Arc::from(model),
-        };
-        if endpoint == Endpoint::Embeddings && up.api != Api::OpenAi {
-            // Embeddings have no Anthropic counterpart: never contacted.
-            last_error = Some(GatewayError::new(
-                ErrorKind::UpstreamError,
-                format!("provider `{}` does not serve embeddings", up.id),
-            ));
-            continue;
-        }
-        // The body in the provider's protocol. A request that cannot be
-        // translated is the client's to fix (400, naming the field only).
-        let (forward, up_endpoint) = match (ex.client_api, up.api) {
-            (ClientApi::OpenAi, Api::OpenAi) => (parsed.forward_body(&upstream_model), endpoint),
-            (ClientApi::Anthropic, Api::Anthropic) => {
-                (parsed.with_model(&upstream_model), Endpoint::Messages)
-            }
-            (ClientApi::OpenAi, Api::Anthropic) => (
-                translate::openai_to_anthropic_request(&body, &upstream_model)
-                    .map_err(translate_error)?,
-                Endpoint::Messages,
-            ),
-            (ClientApi::Anthropic, Api::OpenAi) => (
-                translate::anthropic_to_openai_request(&body, &upstream_model)
-                    .map_err(translate_error)?,
-                Endpoint::ChatCompletions,
-            ),
-        };
-        let forward = Bytes::from(forward);
-        ex.provider = Some((idx, up.id.clone()));
-        ex.provider_api = Some(api_name(up.api));
-        ex.tried.push(up.id.clone());
-        ex.upstream_model = Some(upstream_model.clone());
-        let sent_at = Instant::now();
-        // One deadline (one timer) for the response head and, when not
-        // streamed, the whole body: a stall is still a failure before the
-        // first byte reaches the client.
-        let attempt = async {
-            let resp = up
-                .send(up_endpoint, forward, stream, &ex.request_id)
-                .await?;
-            let status = resp.status();
-            if is_retryable(status) {
-                return Err(AttemptError::Status(status));
-            }
-            if stream && status.is_success() {
-                // A stream must be one; anything else (an error object sent
-                // with 200, a JSON answer) is read whole and judged below.
-                if is_event_stream(resp.headers()) {
-                    return Ok(Answer::Stream(resp));
-                }
-                read_whole(resp, limits.max_answer_bytes).await?;
-                return Err(AttemptError::BadAnswer);
-            }
-            read_whole(resp, limits.max_answer_bytes).await
-        };
-        let deadline = tokio::time::Instant::from_std(sent_at) + up.timeout;
-        let answer = tokio::time::timeout_at(deadline, attempt)
-            .await
-            .unwrap_or(Err(AttemptError::Timeout));
-        let failure = match answer {
-            Ok(Answer::Stream(resp)) => {
-                snap.health.record_success(idx);
-                let relay = Relays {
-                    model,
-                    client_wants_usage: parsed.client_wants_usage,
-                    idle_timeout: up.timeout,
-                    max_event: limits.max_event_bytes,
-                    max_stream: limits.max_stream,
-                };
-                return Ok(Reply::Stream(relay_stream(
-                    ex, resp, sent_at, up.api, relay,
-                )));
-            }
-            Ok(Answer::Whole {
-                status,
-                content_type,
-                body,
-            }) => {
-                ex.upstream_time += sent_at.elapsed();
-                match respond_whole(ex, up.api, model, status, content_type, body) {
-                    // A success, or the provider refusing the request itself
-                    // (e.g. 400): its answer is the client's; no other
-                    // provider would differ.
-                    Ok(resp) => {
-                        snap.health.record_success(idx);
-                        return Ok(Reply::Whole(resp));
-                    }
-                    Err(e) => e,
-                }
-            }
-            Err(e) => {
-                if e != AttemptError::Unavailable {
-                    ex.upstream_time += sent_at.elapsed();
-                }
-                e
-            }
+        let failure = match attempt(ex, snap, idx, up, request).await? {
+            Ok(reply) => return Ok(reply),
+            Err(failure) => failure,
         };
         if failure == AttemptError::AnswerTooLarge {
-            state.metrics.limit_exceeded(Limit::AnswerBytes);
+            ex.state.metrics.limit_exceeded(Limit::AnswerBytes);
         }
         last_error = Some(attempt_error(failure, &up.id, up.timeout, &limits));
         if failure.counts_against_health() && snap.health.record_failure(idx, clock::now_ms()) {
@@ -470,8 +434,8 @@ async fn proxy(
             // final. No other provider is sent it.
             break;
         }
-        if n + 1 < candidates.len() && failover {
-            state
+        if n + 1 < candidates.order.len() && candidates.failover {
+            ex.state
                 .metrics
                 .failovers
                 .with_label_values(&[principal.tenant(), up.id.as_str()])
@@ -485,19 +449,128 @@ async fn proxy(
         )
     });
     // 504 only when the provider timed out and no failover was possible.
-    if e.kind == ErrorKind::UpstreamTimeout && ex.tried.len() > 1 {
+    if matches!(
+        e.kind,
+        ErrorKind::UpstreamTimeout | ErrorKind::UpstreamError
+    ) && ex.tried.len() > 1
+    {
         e.kind = ErrorKind::UpstreamError;
-        e.message = format!(
-            "every eligible provider failed (tried {})",
-            join(&ex.tried, ", ")
-        );
-    } else if e.kind == ErrorKind::UpstreamError && ex.tried.len() > 1 {
         e.message = format!(
             "every eligible provider failed (tried {})",
             join(&ex.tried, ", ")
         );
     }
     Err(e)
+}
+
+/// One attempt at provider `up`: the answer for the client, or why this
+/// provider failed (`Ok(Err(…))`). A request that cannot be put in the
+/// provider's protocol is the client's to fix (`Err`: 400, naming the field
+/// only).
+async fn attempt(
+    ex: &mut Exchange,
+    snap: &Snapshot,
+    idx: usize,
+    up: &Upstream,
+    request: &Parsed<'_>,
+) -> Result<Result<Reply, AttemptError>, GatewayError> {
+    if up.unavailable.is_some()
+        || (request.endpoint == Endpoint::Embeddings && up.api != Api::OpenAi)
+    {
+        // Never contacted (its credential is not set, or embeddings, which
+        // have no Anthropic counterpart): not an attempt.
+        return Ok(Err(AttemptError::Unavailable));
+    }
+    let model: &str = &request.fields.model;
+    // A route exists only for a served model, so `served` is set.
+    let upstream_model = match &request.served {
+        Some(public) => up.upstream_model(public).clone(),
+        None => Arc::from(model),
+    };
+    let (forward, up_endpoint) = match (ex.client_api, up.api) {
+        (ClientApi::OpenAi, Api::OpenAi) => (
+            request.fields.forward_body(&upstream_model),
+            request.endpoint,
+        ),
+        (ClientApi::Anthropic, Api::Anthropic) => (
+            request.fields.with_model(&upstream_model),
+            Endpoint::Messages,
+        ),
+        (ClientApi::OpenAi, Api::Anthropic) => (
+            translate::openai_to_anthropic_request(request.body, &upstream_model)
+                .map_err(translate_error)?,
+            Endpoint::Messages,
+        ),
+        (ClientApi::Anthropic, Api::OpenAi) => (
+            translate::anthropic_to_openai_request(request.body, &upstream_model)
+                .map_err(translate_error)?,
+            Endpoint::ChatCompletions,
+        ),
+    };
+    let forward = Bytes::from(forward);
+    ex.provider = Some((idx, up.id.clone()));
+    ex.provider_api = Some(api_name(up.api));
+    ex.tried.push(up.id.clone());
+    ex.upstream_model = Some(upstream_model);
+    let limits = snap.config.server.limits;
+    let stream = request.stream;
+    let sent_at = Instant::now();
+    // One deadline (one timer) for the response head and, when not
+    // streamed, the whole body: a stall is still a failure before the
+    // first byte reaches the client.
+    let answer = async {
+        let resp = up
+            .send(up_endpoint, forward, stream, &ex.request_id)
+            .await?;
+        let status = resp.status();
+        if is_retryable(status) {
+            return Err(AttemptError::Status(status));
+        }
+        if stream && status.is_success() {
+            // A stream must be one; anything else (an error object sent
+            // with 200, a JSON answer) is read whole and judged below.
+            if is_event_stream(resp.headers()) {
+                return Ok(Answer::Stream(resp));
+            }
+            read_whole(resp, limits.max_answer_bytes).await?;
+            return Err(AttemptError::BadAnswer);
+        }
+        read_whole(resp, limits.max_answer_bytes).await
+    };
+    let deadline = tokio::time::Instant::from_std(sent_at) + up.timeout;
+    let answer = tokio::time::timeout_at(deadline, answer)
+        .await
+        .unwrap_or(Err(AttemptError::Timeout));
+    if !matches!(answer, Ok(Answer::Stream(_))) {
+        // A stream's time is added when it ends.
+        ex.upstream_time += sent_at.elapsed();
+    }
+    let reply = match answer {
+        Ok(Answer::Stream(resp)) => {
+            let relay = Relays {
+                model,
+                client_wants_usage: request.fields.client_wants_usage,
+                idle_timeout: up.timeout,
+                max_event: limits.max_event_bytes,
+                max_stream: limits.max_stream,
+            };
+            Ok(Reply::Stream(relay_stream(
+                ex, resp, sent_at, up.api, relay,
+            )))
+        }
+        // A success, or the provider refusing the request itself (e.g.
+        // 400): its answer is the client's; no other provider would differ.
+        Ok(Answer::Whole {
+            status,
+            content_type,
+            body,
+        }) => respond_whole(ex, up.api, model, status, content_type, body).map(Reply::Whole),
+        Err(e) => Err(e),
+    };
+    if reply.is_ok() {
+        snap.health.record_success(idx);
+    }
+    Ok(reply)
 }
 
 /// The client's error for a failed attempt at provider `id`: who failed and
@@ -541,7 +614,10 @@ fn attempt_error(
         ),
         AttemptError::Unavailable => (
             ErrorKind::UpstreamError,
-            format!("provider `{id}` is not configured for use"),
+            format!(
+                "provider `{id}` cannot be used for this request (its credential is not set, \
+                 or it does not serve this endpoint)"
+            ),
         ),
     };
     GatewayError::new(kind, message)
@@ -864,6 +940,7 @@ impl Exchange {
             provider_api: None,
             client_api,
             body_read: false,
+            error: None,
             end: End::plain(CLIENT_CLOSED, Outcome::Cancelled),
         }
     }
@@ -913,6 +990,7 @@ impl Drop for Exchange {
             streamed: self.streamed,
             provider_api: self.provider_api,
             client_api: self.client_api,
+            error: self.error,
         };
         match tokio::runtime::Handle::try_current() {
             Ok(rt) if !self.state.cutting.load(Ordering::Relaxed) => {
@@ -975,6 +1053,7 @@ struct Finished {
     streamed: bool,
     provider_api: Option<&'static str>,
     client_api: ClientApi,
+    error: Option<ErrorKind>,
 }
 
 // === impl Finished ===
@@ -1058,6 +1137,8 @@ impl Finished {
             outcome = o.outcome.as_str(),
             attempts = self.tried.len(),
             latency_ms = total.as_secs_f64() * 1000.0,
+            error = self.error.map(ErrorKind::code),
+            failed = self.error.map(|e| e.side().as_str()),
             "request finished"
         );
         state.usage.record(UsageRecord {
@@ -1215,6 +1296,7 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_CORDON_PROVIDER: HeaderName = HeaderName::from_static("x-cordon-provider");
 static X_CORDON_POLICY: HeaderName = HeaderName::from_static("x-cordon-policy");
 static X_CORDON_REQUIRE: HeaderName = HeaderName::from_static("x-cordon-require");
+static X_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 
 /// `x-request-id`, and the provider and policy version once they are known,
 /// on an answer or an error.
@@ -1272,6 +1354,15 @@ pub fn error_response(
         HeaderValue::from_static("application/json"),
     );
     set_common_headers(h, request_id, provider, policy);
+    // The OpenAI and Anthropic SDKs read this to decide whether to retry.
+    h.insert(
+        X_SHOULD_RETRY.clone(),
+        HeaderValue::from_static(if e.kind.retry_may_succeed() {
+            "true"
+        } else {
+            "false"
+        }),
+    );
     if let Some(secs) = e.retry_after {
         h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
