@@ -44,8 +44,6 @@ pub struct Metrics {
     pub usage_spool_depth: IntGauge,
     /// provider: Unix time of its earliest certification expiry or review date.
     pub attestation_expiry: GaugeVec,
-    /// provider: 1 while passive health has ejected it.
-    pub provider_ejected: GaugeVec,
     /// limit: which bound a client or provider ran into (see [`Limit`]).
     pub limits_exceeded: IntCounterVec,
 }
@@ -172,11 +170,6 @@ impl Metrics {
             attestation_expiry: gauge_vec(
                 "cordon_provider_attestation_expiry_timestamp_seconds",
                 "Earliest certification expiry or review date of each provider (Unix time).",
-                &["provider"],
-            ),
-            provider_ejected: gauge_vec(
-                "cordon_provider_ejected",
-                "1 while passive health checking has ejected the provider.",
                 &["provider"],
             ),
             limits_exceeded: counter(

@@ -102,11 +102,6 @@ impl UsageSink {
         }
     }
 
-    /// Records queued in memory and not yet stored or spooled.
-    pub fn depth(&self) -> i64 {
-        self.depth.load(Ordering::Relaxed)
-    }
-
     /// `Some` while the writer cannot store records and spools them.
     pub fn spooling(&self) -> Option<Arc<Spooling>> {
         self.spooling.load_full()
