@@ -39,7 +39,7 @@ struct Exchange {
     started: Instant,
     time_ms: i64,
     request_id: Arc<str>,
-    endpoint: &'static str,
+    endpoint: Endpoint,
     principal: Option<Principal>,
     /// The public model asked for, as the configuration names it; `None`
     /// until the body is read, or when no provider serves it (its label is
@@ -51,7 +51,7 @@ struct Exchange {
     tried: Vec<ProviderId>,
     upstream_time: Duration,
     streamed: bool,
-    provider_api: Option<&'static str>,
+    provider_api: Option<Api>,
     /// The protocol the client spoke.
     client_api: ClientApi,
     /// Whether the request body was read whole.
@@ -122,15 +122,10 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
         close_if_unread(&mut resp, &req);
         return resp;
     }
-    let endpoint_name = match endpoint {
-        Endpoint::ChatCompletions => "chat.completions",
-        Endpoint::Embeddings => "embeddings",
-        Endpoint::Messages => "messages",
-    };
     // From here on the exchange is recorded exactly once, by its `Drop`,
     // however it ends: answered, refused, the client gone (this future
     // dropped), a panic, or shutdown.
-    let mut ex = Exchange::new(state, request_id, endpoint_name, client_api);
+    let mut ex = Exchange::new(state, request_id, endpoint, client_api);
     let unread = Unread::of(&req);
     // Boxed: hyper's server keeps the request's future allocated for the
     // whole life of the client connection (it reuses the allocation for the
@@ -509,7 +504,7 @@ async fn attempt(
     };
     let forward = Bytes::from(forward);
     ex.provider = Some((idx, up.id.clone()));
-    ex.provider_api = Some(api_name(up.api));
+    ex.provider_api = Some(up.api);
     ex.tried.push(up.id.clone());
     ex.upstream_model = Some(upstream_model);
     let limits = snap.config.server.limits;
@@ -919,7 +914,7 @@ impl Exchange {
     fn new(
         state: Arc<State>,
         request_id: Arc<str>,
-        endpoint: &'static str,
+        endpoint: Endpoint,
         client_api: ClientApi,
     ) -> Self {
         state.metrics.in_flight.inc();
@@ -1042,7 +1037,7 @@ struct Finished {
     started: Instant,
     time_ms: i64,
     request_id: Arc<str>,
-    endpoint: &'static str,
+    endpoint: Endpoint,
     principal: Option<Principal>,
     model: Option<Arc<str>>,
     provider: Option<(usize, ProviderId)>,
@@ -1051,7 +1046,7 @@ struct Finished {
     tried: Vec<ProviderId>,
     upstream_time: Duration,
     streamed: bool,
-    provider_api: Option<&'static str>,
+    provider_api: Option<Api>,
     client_api: ClientApi,
     error: Option<ErrorKind>,
 }
@@ -1106,7 +1101,7 @@ impl Finished {
         m.protocol_requests
             .with_label_values(&[
                 client_api_name(self.client_api),
-                self.provider_api.unwrap_or("none"),
+                self.provider_api.map_or("none", api_name),
             ])
             .inc();
         for (direction, n) in [
@@ -1130,7 +1125,7 @@ impl Finished {
         tracing::info!(
             request_id = &*self.request_id,
             tenant,
-            endpoint = self.endpoint,
+            endpoint = endpoint_name(self.endpoint),
             model = model_label,
             provider,
             status = o.status.as_u16(),
@@ -1146,7 +1141,7 @@ impl Finished {
             tenant: principal.tenant_shared().clone(),
             project: principal.project_shared().cloned(),
             key_id: principal.key_id().shared().clone(),
-            endpoint: self.endpoint,
+            endpoint: endpoint_name(self.endpoint),
             model: self.model.clone().unwrap_or_else(|| shared_word("other")),
             provider: self.provider.map(|(_, id)| id.shared().clone()),
             upstream_model: self.upstream_model,
@@ -1163,7 +1158,7 @@ impl Finished {
             overhead_ms: overhead.as_secs_f64() * 1000.0,
             streamed: self.streamed,
             client_api: client_api_name(self.client_api),
-            provider_api: self.provider_api,
+            provider_api: self.provider_api.map(api_name),
         });
     }
 }
@@ -1185,6 +1180,15 @@ fn join(ids: &[ProviderId], sep: &str) -> Arc<str> {
         out.push_str(id.as_str());
     }
     out.into()
+}
+
+/// The endpoint's word in usage records and log lines.
+fn endpoint_name(e: Endpoint) -> &'static str {
+    match e {
+        Endpoint::ChatCompletions => "chat.completions",
+        Endpoint::Embeddings => "embeddings",
+        Endpoint::Messages => "messages",
+    }
 }
 
 fn api_name(api: Api) -> &'static str {
