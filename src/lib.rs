@@ -3,20 +3,24 @@
 
 #![forbid(unsafe_code)]
 
+// Modules the binary, the integration tests, the benchmarks and the fuzz
+// targets reach are `pub`; the rest are `pub(crate)`, so what nothing uses
+// shows up as dead code.
+
 pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod demo;
-pub mod error;
-pub mod health;
-pub mod limits;
-pub mod metrics;
+pub(crate) mod demo;
+pub(crate) mod error;
+pub(crate) mod health;
+pub(crate) mod limits;
+pub(crate) mod metrics;
 pub mod policy;
 pub mod protocol;
-pub mod secret;
-pub mod server;
+pub(crate) mod secret;
+pub(crate) mod server;
 pub mod store;
 pub mod stream;
-pub mod upstream;
+pub(crate) mod upstream;
 pub mod usage;

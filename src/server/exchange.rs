@@ -420,6 +420,14 @@ async fn forward(
         if failure == AttemptError::AnswerTooLarge {
             ex.state.metrics.limit_exceeded(Limit::AnswerBytes);
         }
+        tracing::debug!(
+            request_id = &*ex.request_id,
+            provider = up.id.as_str(),
+            failure = ?failure,
+            prompt_may_have_reached_it = failure.may_have_reached(),
+            failover_allowed = failure.failover_allowed(),
+            "attempt failed"
+        );
         last_error = Some(attempt_error(failure, &up.id, up.timeout, &limits));
         if failure.counts_against_health() && snap.health.record_failure(idx, clock::now_ms()) {
             tracing::warn!(provider = %up.id, "provider ejected after repeated failures");
