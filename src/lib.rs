@@ -9,6 +9,8 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzz_logic;
 pub mod health;
 pub mod limits;
 pub mod metrics;
