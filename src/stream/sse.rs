@@ -277,8 +277,10 @@ impl AnthropicRelay {
 impl Relay for AnthropicRelay {
     fn event(&mut self, event: Bytes, out: &mut Vec<Bytes>) {
         // The provider's own error event: only its type is passed on (see
-        // `OpenAiRelay`).
-        if event.starts_with(b"event: error") || event.starts_with(b"event:error") {
+        // `OpenAiRelay`). Its `event:` line need not come first (an `id:` or
+        // a comment line may precede it): clients go by the name, wherever
+        // it is.
+        if event_name(&event) == Some(b"error") {
             out.push(scrub_stream_error(
                 Wire::Anthropic,
                 data_of(&event).unwrap_or_default(),
@@ -333,6 +335,15 @@ fn event_end(buf: &[u8]) -> Option<usize> {
         }
     }
     None
+}
+
+/// The name of an event as an SSE client reads it: its last `event:` line.
+fn event_name(event: &[u8]) -> Option<&[u8]> {
+    event.rsplit(|b| *b == b'\n').find_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        line.strip_prefix(b"event:")
+            .map(|n| n.strip_prefix(b" ").unwrap_or(n))
+    })
 }
 
 /// The payload of an event's `data:` line(s); multi-line data is rare for
@@ -510,6 +521,42 @@ mod tests {
         let (_, out, n) = relay(true, &[s.as_bytes()]);
         assert_eq!(out, s.as_bytes());
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn an_anthropic_error_event_is_scrubbed_wherever_its_name_line_is() {
+        // Found by the `sse` fuzz target: an `event: error` line after an
+        // `id:` or comment line was passed on with the provider's message.
+        let secret = "your prompt was: SECRET PROMPT TEXT";
+        let data = format!(
+            "data: {{\"type\":\"error\",\"error\":{{\"type\":\"overloaded_error\",\"message\":\"{secret}\"}}}}\n\n"
+        );
+        for head in [
+            "event: error\n",
+            "event:error\r\n",
+            "id: 7\nevent: error\n",
+            ": keep-alive\nevent: error\n",
+            "\nevent:error\n",
+            "event: ping\nevent: error\n",
+        ] {
+            let mut r = AnthropicRelay::new();
+            let mut f = Framer::new(1 << 20);
+            let mut out = Vec::new();
+            f.push(format!("{head}{data}").as_bytes(), &mut r, &mut out)
+                .unwrap();
+            f.finish(&mut r, &mut out);
+            let out = String::from_utf8(out.concat()).unwrap();
+            assert!(!out.contains(secret), "{head:?}: {out}");
+            assert!(out.starts_with("event: error\n"), "{head:?}: {out}");
+            assert!(out.contains("overloaded_error"), "{head:?}: {out}");
+        }
+        // The last `event:` line names the event, as clients read it.
+        let mut out = Vec::new();
+        AnthropicRelay::new().event(
+            Bytes::from(format!("event: error\nevent: ping\n{data}")),
+            &mut out,
+        );
+        assert!(out[0].starts_with(b"event: error\nevent: ping\n"));
     }
 
     #[test]
