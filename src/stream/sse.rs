@@ -221,9 +221,11 @@ impl AnthropicUsage {
 
     fn tokens(&self) -> Tokens {
         Tokens {
-            prompt: self
-                .input
-                .map(|i| i + self.cache_read.unwrap_or(0) + self.cache_write.unwrap_or(0)),
+            // Saturating: provider-reported counts (see `TokenUsage`).
+            prompt: self.input.map(|i| {
+                i.saturating_add(self.cache_read.unwrap_or(0))
+                    .saturating_add(self.cache_write.unwrap_or(0))
+            }),
             completion: self.output,
         }
     }
@@ -557,6 +559,18 @@ mod tests {
             &mut out,
         );
         assert!(out[0].starts_with(b"event: error\nevent: ping\n"));
+    }
+
+    #[test]
+    fn anthropic_token_counts_past_i64_max_saturate() {
+        let body = format!(
+            r#"{{"type":"message","content":[],"usage":{{"input_tokens":{},"cache_read_input_tokens":1}}}}"#,
+            i64::MAX
+        );
+        assert_eq!(
+            anthropic_body_tokens(body.as_bytes()).and_then(|t| t.prompt),
+            Some(i64::MAX)
+        );
     }
 
     #[test]
