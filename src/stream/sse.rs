@@ -48,7 +48,7 @@ impl<R: Relay + ?Sized> Relay for Box<R> {
 }
 
 pub use crate::protocol::translate::failure_event;
-use crate::protocol::translate::{Wire, scrub_stream_error};
+use crate::protocol::translate::{Wire, scrub_stream_error, sse_fields};
 
 /// Cuts a provider's SSE byte stream into complete events, as bytes arrive,
 /// for a [`Relay`]. The one place SSE is framed. An event still incomplete
@@ -174,13 +174,14 @@ impl OpenAiRelay {
 impl Relay for OpenAiRelay {
     fn event(&mut self, event: Bytes, out: &mut Vec<Bytes>) {
         // The provider's own error event: its words may quote the request or
-        // the credential cordon sent, so only its type is passed on.
-        if let Some(data) = data_of(&event)
-            && ERROR_KEY.find(data).is_some()
-            && is_error_object(data)
-        {
-            out.push(scrub_stream_error(Wire::OpenAi, data));
-            return;
+        // the credential cordon sent, so only its type is passed on. It is
+        // read as a client reads it: all its `data:` lines, joined.
+        if ERROR_KEY.find(&event).is_some() {
+            let (_, data) = sse_fields(&event);
+            if is_error_object(&data) {
+                out.push(scrub_stream_error(Wire::OpenAi, &data));
+                return;
+            }
         }
         if self.keep(&event) {
             out.push(event);
@@ -366,14 +367,12 @@ static CONTENT_BLOCK: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b
 /// `"error"` as a JSON key; inside a string value it would be escaped.
 static ERROR_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
 
-/// Whether a JSON chunk is an object with a non-null top-level `error`.
+/// Whether a JSON chunk is an object with a non-null top-level `error`, as
+/// clients read it: invalid UTF-8 replaced, and of a repeated key the last.
+/// (A derived struct refuses both, and the chunk would pass on unscrubbed.)
 fn is_error_object(data: &[u8]) -> bool {
-    #[derive(Deserialize)]
-    struct Chunk {
-        #[serde(default)]
-        error: Option<serde::de::IgnoredAny>,
-    }
-    serde_json::from_slice::<Chunk>(data).is_ok_and(|c| c.error.is_some())
+    serde_json::from_str::<serde_json::Value>(&String::from_utf8_lossy(data))
+        .is_ok_and(|v| v.get("error").is_some_and(|e| !e.is_null()))
 }
 
 /// Whether a JSON chunk has `"usage": {` (not `"usage": null`). A key in a
@@ -559,6 +558,43 @@ mod tests {
             &mut out,
         );
         assert!(out[0].starts_with(b"event: error\nevent: ping\n"));
+    }
+
+    #[test]
+    fn an_openai_error_chunk_is_scrubbed_however_it_is_written() {
+        // Found by the `sse` fuzz target (invalid UTF-8 beside the error);
+        // the other shapes are the same gap: the relay read the first
+        // `data:` line into a derived struct, which refuses what clients
+        // accept.
+        let secret = "Incorrect API key provided: sk-proj-SECRET";
+        let m = format!("{{\"message\":\"{secret}\",\"type\":\"invalid_request_error\"}}");
+        let cases: [Vec<u8>; 4] = [
+            format!("data: {{\"error\":{m}}}\n\n").into(),
+            format!("data: {{\"id\":1,\ndata: \"error\":{m}}}\n\n").into(),
+            format!("data: {{\"error\":null,\"error\":{m}}}\n\n").into(),
+            // Invalid UTF-8 in a key.
+            [
+                &b"data:{\"\x9a\":\"\",\"error\":"[..],
+                m.as_bytes(),
+                b"}\r\n\r\n",
+            ]
+            .concat(),
+        ];
+        for case in &cases {
+            let (_, out, n) = relay(false, &[case]);
+            let out = String::from_utf8(out).unwrap();
+            let case = String::from_utf8_lossy(case);
+            assert_eq!(n, 1, "{case:?}");
+            assert!(!out.contains("SECRET"), "{case:?}: {out}");
+            // The documented type is kept when it can be read (a repeated
+            // key makes it `unknown`).
+            assert!(out.contains("failed mid-stream"), "{case:?}: {out}");
+        }
+        // Content that merely says "error" passes on unread.
+        let content =
+            "data: {\"choices\":[{\"delta\":{\"content\":\"error\"}}],\"error\":null}\n\n";
+        let (_, out, _) = relay(false, &[content.as_bytes()]);
+        assert_eq!(out, content.as_bytes());
     }
 
     #[test]
