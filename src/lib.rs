@@ -13,6 +13,8 @@ pub mod clock;
 pub mod config;
 pub(crate) mod demo;
 pub(crate) mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzz_logic;
 pub(crate) mod health;
 pub(crate) mod limits;
 pub(crate) mod metrics;

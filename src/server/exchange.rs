@@ -1122,7 +1122,12 @@ impl Finished {
                     .inc_by(n);
             }
         }
-        let charged = o.tokens.prompt.unwrap_or(0) + o.tokens.completion.unwrap_or(0);
+        // Provider-reported counts: saturate rather than overflow.
+        let charged = o
+            .tokens
+            .prompt
+            .unwrap_or(0)
+            .saturating_add(o.tokens.completion.unwrap_or(0));
         if charged > 0 {
             state.snapshot.load().limits.charge_tokens(
                 tenant,

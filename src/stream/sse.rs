@@ -57,7 +57,7 @@ impl<R: Relay + ?Sized> Relay for Box<R> {
 }
 
 pub use crate::protocol::translate::failure_event;
-use crate::protocol::translate::{Wire, scrub_stream_error};
+use crate::protocol::translate::{Wire, scrub_stream_error, sse_fields};
 
 /// Cuts a provider's SSE byte stream into complete events, as bytes arrive,
 /// for a [`Relay`]. The one place SSE is framed. An event still incomplete
@@ -188,13 +188,14 @@ impl OpenAiRelay {
 impl Relay for OpenAiRelay {
     fn event(&mut self, event: Bytes, out: &mut Vec<Bytes>) {
         // The provider's own error event: its words may quote the request or
-        // the credential cordon sent, so only its type is passed on.
-        if let Some(data) = data_of(&event)
-            && ERROR_KEY.find(data).is_some()
-            && is_error_object(data)
-        {
-            out.push(scrub_stream_error(Wire::OpenAi, data));
-            return;
+        // the credential cordon sent, so only its type is passed on. It is
+        // read as a client reads it: all its `data:` lines, joined.
+        if ERROR_KEY.find(&event).is_some() {
+            let (_, data) = sse_fields(&event);
+            if is_error_object(&data) {
+                out.push(scrub_stream_error(Wire::OpenAi, &data));
+                return;
+            }
         }
         if self.keep(&event) {
             out.push(event);
@@ -238,9 +239,11 @@ impl AnthropicUsage {
 
     fn tokens(&self) -> Tokens {
         Tokens {
-            prompt: self
-                .input
-                .map(|i| i + self.cache_read.unwrap_or(0) + self.cache_write.unwrap_or(0)),
+            // Saturating: provider-reported counts (see `TokenUsage`).
+            prompt: self.input.map(|i| {
+                i.saturating_add(self.cache_read.unwrap_or(0))
+                    .saturating_add(self.cache_write.unwrap_or(0))
+            }),
             completion: self.output,
         }
     }
@@ -294,8 +297,10 @@ impl AnthropicRelay {
 impl Relay for AnthropicRelay {
     fn event(&mut self, event: Bytes, out: &mut Vec<Bytes>) {
         // The provider's own error event: only its type is passed on (see
-        // `OpenAiRelay`).
-        if event.starts_with(b"event: error") || event.starts_with(b"event:error") {
+        // `OpenAiRelay`). Its `event:` line need not come first (an `id:` or
+        // a comment line may precede it): clients go by the name, wherever
+        // it is.
+        if event_name(&event) == Some(b"error") {
             out.push(scrub_stream_error(
                 Wire::Anthropic,
                 data_of(&event).unwrap_or_default(),
@@ -352,6 +357,15 @@ fn event_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// The name of an event as an SSE client reads it: its last `event:` line.
+fn event_name(event: &[u8]) -> Option<&[u8]> {
+    event.rsplit(|b| *b == b'\n').find_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        line.strip_prefix(b"event:")
+            .map(|n| n.strip_prefix(b" ").unwrap_or(n))
+    })
+}
+
 /// The payload of an event's `data:` line(s); multi-line data is rare for
 /// these APIs and then only the first line is inspected.
 fn data_of(event: &[u8]) -> Option<&[u8]> {
@@ -371,14 +385,12 @@ static FINISH_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"
 /// `"error"` as a JSON key; inside a string value it would be escaped.
 static ERROR_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
 
-/// Whether a JSON chunk is an object with a non-null top-level `error`.
+/// Whether a JSON chunk is an object with a non-null top-level `error`, as
+/// clients read it: invalid UTF-8 replaced, and of a repeated key the last.
+/// (A derived struct refuses both, and the chunk would pass on unscrubbed.)
 fn is_error_object(data: &[u8]) -> bool {
-    #[derive(Deserialize)]
-    struct Chunk {
-        #[serde(default)]
-        error: Option<serde::de::IgnoredAny>,
-    }
-    serde_json::from_slice::<Chunk>(data).is_ok_and(|c| c.error.is_some())
+    serde_json::from_str::<serde_json::Value>(&String::from_utf8_lossy(data))
+        .is_ok_and(|v| v.get("error").is_some_and(|e| !e.is_null()))
 }
 
 /// Whether a JSON chunk has `"usage": {` (not `"usage": null`). A key in a
@@ -541,6 +553,91 @@ mod tests {
         let (_, out, n) = relay(true, &[s.as_bytes()]);
         assert_eq!(out, s.as_bytes());
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn an_anthropic_error_event_is_scrubbed_wherever_its_name_line_is() {
+        // Found by the `sse` fuzz target: an `event: error` line after an
+        // `id:` or comment line was passed on with the provider's message.
+        let secret = "your prompt was: SECRET PROMPT TEXT";
+        let data = format!(
+            "data: {{\"type\":\"error\",\"error\":{{\"type\":\"overloaded_error\",\"message\":\"{secret}\"}}}}\n\n"
+        );
+        for head in [
+            "event: error\n",
+            "event:error\r\n",
+            "id: 7\nevent: error\n",
+            ": keep-alive\nevent: error\n",
+            "\nevent:error\n",
+            "event: ping\nevent: error\n",
+        ] {
+            let mut r = AnthropicRelay::new();
+            let mut f = Framer::new(1 << 20);
+            let mut out = Vec::new();
+            f.push(format!("{head}{data}").as_bytes(), &mut r, &mut out)
+                .unwrap();
+            f.finish(&mut r, &mut out);
+            let out = String::from_utf8(out.concat()).unwrap();
+            assert!(!out.contains(secret), "{head:?}: {out}");
+            assert!(out.starts_with("event: error\n"), "{head:?}: {out}");
+            assert!(out.contains("overloaded_error"), "{head:?}: {out}");
+        }
+        // The last `event:` line names the event, as clients read it.
+        let mut out = Vec::new();
+        AnthropicRelay::new().event(
+            Bytes::from(format!("event: error\nevent: ping\n{data}")),
+            &mut out,
+        );
+        assert!(out[0].starts_with(b"event: error\nevent: ping\n"));
+    }
+
+    #[test]
+    fn an_openai_error_chunk_is_scrubbed_however_it_is_written() {
+        // Found by the `sse` fuzz target (invalid UTF-8 beside the error);
+        // the other shapes are the same gap: the relay read the first
+        // `data:` line into a derived struct, which refuses what clients
+        // accept.
+        let secret = "Incorrect API key provided: sk-proj-SECRET";
+        let m = format!("{{\"message\":\"{secret}\",\"type\":\"invalid_request_error\"}}");
+        let cases: [Vec<u8>; 4] = [
+            format!("data: {{\"error\":{m}}}\n\n").into(),
+            format!("data: {{\"id\":1,\ndata: \"error\":{m}}}\n\n").into(),
+            format!("data: {{\"error\":null,\"error\":{m}}}\n\n").into(),
+            // Invalid UTF-8 in a key.
+            [
+                &b"data:{\"\x9a\":\"\",\"error\":"[..],
+                m.as_bytes(),
+                b"}\r\n\r\n",
+            ]
+            .concat(),
+        ];
+        for case in &cases {
+            let (_, out, n) = relay(false, &[case]);
+            let out = String::from_utf8(out).unwrap();
+            let case = String::from_utf8_lossy(case);
+            assert_eq!(n, 1, "{case:?}");
+            assert!(!out.contains("SECRET"), "{case:?}: {out}");
+            // The documented type is kept when it can be read (a repeated
+            // key makes it `unknown`).
+            assert!(out.contains("failed mid-stream"), "{case:?}: {out}");
+        }
+        // Content that merely says "error" passes on unread.
+        let content =
+            "data: {\"choices\":[{\"delta\":{\"content\":\"error\"}}],\"error\":null}\n\n";
+        let (_, out, _) = relay(false, &[content.as_bytes()]);
+        assert_eq!(out, content.as_bytes());
+    }
+
+    #[test]
+    fn anthropic_token_counts_past_i64_max_saturate() {
+        let body = format!(
+            r#"{{"type":"message","content":[],"usage":{{"input_tokens":{},"cache_read_input_tokens":1}}}}"#,
+            i64::MAX
+        );
+        assert_eq!(
+            anthropic_body_tokens(body.as_bytes()).and_then(|t| t.prompt),
+            Some(i64::MAX)
+        );
     }
 
     #[test]

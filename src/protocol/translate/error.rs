@@ -16,7 +16,7 @@ pub enum Wire {
 /// error type reaches the client only when it is one of these: anything else
 /// is free text the provider chose (it may quote the request or the
 /// credential cordon sent) and becomes `unknown`.
-const ERROR_TYPES: &[&str] = &[
+pub(crate) const ERROR_TYPES: &[&str] = &[
     "api_error",
     "authentication_error",
     "billing_error",

@@ -166,8 +166,11 @@ pub struct TokenUsage {
 
 impl TokenUsage {
     fn from_anthropic(u: &anthropic::Usage) -> Self {
+        // Saturating: the counts come from the provider, and a sum past
+        // i64::MAX must not panic (debug builds) or wrap negative (release).
         let input = u.input_tokens.map(|i| {
-            i + u.cache_read_input_tokens.unwrap_or(0) + u.cache_creation_input_tokens.unwrap_or(0)
+            i.saturating_add(u.cache_read_input_tokens.unwrap_or(0))
+                .saturating_add(u.cache_creation_input_tokens.unwrap_or(0))
         });
         Self {
             input,
@@ -200,7 +203,8 @@ impl TokenUsage {
 
     fn openai_json(&self) -> Value {
         let (i, o) = (self.input.unwrap_or(0), self.output.unwrap_or(0));
-        let mut v = json!({"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o});
+        let total = i.saturating_add(o);
+        let mut v = json!({"prompt_tokens": i, "completion_tokens": o, "total_tokens": total});
         if let Some(c) = self.cache_read {
             v["prompt_tokens_details"] = json!({"cached_tokens": c});
         }
@@ -208,8 +212,11 @@ impl TokenUsage {
     }
 
     fn anthropic_json(&self) -> Value {
-        let cached = self.cache_read.unwrap_or(0) + self.cache_write.unwrap_or(0);
-        let input = (self.input.unwrap_or(0) - cached).max(0);
+        let cached = self
+            .cache_read
+            .unwrap_or(0)
+            .saturating_add(self.cache_write.unwrap_or(0));
+        let input = self.input.unwrap_or(0).saturating_sub(cached).max(0);
         let mut v = json!({"input_tokens": input, "output_tokens": self.output.unwrap_or(0)});
         if let Some(c) = self.cache_read {
             v["cache_read_input_tokens"] = c.into();

@@ -1320,3 +1320,44 @@ fn a_provider_error_reaches_a_client_of_either_protocol_without_its_free_text() 
         }
     }
 }
+
+#[test]
+fn token_counts_past_i64_max_saturate_instead_of_overflowing() {
+    // Found by the `translate` fuzz target: a provider reporting counts near
+    // i64::MAX made the sums overflow (a panic in debug builds, a negative
+    // total in release builds).
+    let body = format!(
+        r#"{{"type":"message","content":[],"usage":{{"input_tokens":{},"output_tokens":1,"cache_read_input_tokens":5}}}}"#,
+        i64::MAX
+    );
+    let got: Value =
+        serde_json::from_slice(&anthropic_to_openai_response(body.as_bytes(), "m").unwrap())
+            .unwrap();
+    assert_eq!(got["usage"]["prompt_tokens"], i64::MAX);
+    assert_eq!(got["usage"]["total_tokens"], i64::MAX);
+
+    let body = format!(
+        r#"{{"choices":[{{"message":{{"content":"x"}}}}],"usage":{{"prompt_tokens":{},"completion_tokens":1,"prompt_tokens_details":{{"cached_tokens":1}}}}}}"#,
+        i64::MIN
+    );
+    let got: Value =
+        serde_json::from_slice(&openai_to_anthropic_response(body.as_bytes(), "m").unwrap())
+            .unwrap();
+    assert_eq!(got["usage"]["input_tokens"], 0);
+
+    let mut s = AnthropicToOpenAiStream::new("m", true);
+    let mut out = Vec::new();
+    let start = format!(
+        r#"{{"type":"message_start","message":{{"id":"x","usage":{{"input_tokens":{},"cache_creation_input_tokens":{}}}}}}}"#,
+        i64::MAX,
+        i64::MAX
+    );
+    s.push(Some("message_start"), start.as_bytes(), &mut out);
+    s.push(None, br#"{"type":"message_stop"}"#, &mut out);
+    assert_eq!(s.usage().input, Some(i64::MAX));
+    let usage = String::from_utf8(out.concat()).unwrap();
+    assert!(
+        usage.contains(&format!("\"total_tokens\":{}", i64::MAX)),
+        "{usage}"
+    );
+}
