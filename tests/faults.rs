@@ -919,3 +919,31 @@ async fn a_client_leaving_at_finish_reason_still_yields_the_tokens() {
     assert_eq!(rows[0].prompt_tokens, Some(21), "{:?}", rows[0]);
     assert_eq!(rows[0].completion_tokens, Some(8), "{:?}", rows[0]);
 }
+
+/// A client that leaves in the middle of sending its body is recorded once,
+/// as `cancelled`, and never reaches a provider.
+#[tokio::test]
+async fn client_gone_mid_body_is_recorded_once_as_cancelled() {
+    let mock = MockProvider::start("eu").await;
+    let gw = one_provider(&mock, "").await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let id = format!("gone-mid-body-{i:02}");
+        let mut c = TcpStream::connect(gw.addr).await.unwrap();
+        c.write_all(&slow_head(&gw, &id, 1000)).await.unwrap();
+        c.write_all(b"{\"model\":\"gpt-4o\",").await.unwrap();
+        // The exchange is in flight (reading the body), then the client leaves.
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while in_flight(&gw).await < 1 {
+            assert!(tokio::time::Instant::now() < deadline, "never in flight");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(c);
+        in_flight_settles_to_zero(&gw).await;
+        ids.push(id);
+    }
+    assert_eq!(mock.count(), 0);
+    let (rows, _log, _dir) = stop_and_read(gw).await;
+    one_record_each(&rows, &ids, "cancelled");
+    assert!(rows.iter().all(|r| r.provider.is_none()), "{rows:#?}");
+}

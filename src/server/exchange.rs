@@ -17,6 +17,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, hea
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
+use super::bridge::{self, Bridge};
 use super::{Body, Snapshot, State};
 use crate::auth::{AuthError, Principal};
 use crate::clock;
@@ -25,11 +26,10 @@ use crate::config::ServerLimits;
 use crate::error::{ClientApi, ErrorKind, GatewayError};
 use crate::metrics::Limit;
 use crate::policy::{Decision, Layer, ProviderId, parse_require};
-use crate::protocol::translate::{self, TranslateError, Wire};
+use crate::protocol::translate::{TranslateError, Wire};
 use crate::protocol::{self, openai};
 use crate::stream::body::{Ended, Failure, RelayBody, StreamEnd};
-use crate::stream::sse::{self, AnthropicRelay, OpenAiRelay, Relay, Tokens};
-use crate::stream::translate::{AnthropicToOpenAiRelay, OpenAiToAnthropicRelay};
+use crate::stream::sse::{Relay, Tokens};
 use crate::upstream::{AttemptError, Endpoint, Upstream, UpstreamResponse};
 use crate::usage::{UsageRecord, shared_word};
 
@@ -56,6 +56,8 @@ struct Exchange {
     client_api: ClientApi,
     /// Whether the request body was read whole.
     body_read: bool,
+    /// The client's connection ended while its body was being read.
+    client_gone: bool,
     /// The refusal the client got, if any (for the log line).
     error: Option<ErrorKind>,
     /// How the exchange ended, as far as it is known. Until a stage says
@@ -147,12 +149,14 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            let outcome = if ex.tried.is_empty() {
-                Outcome::Refused
+            ex.end = if ex.client_gone {
+                // Nobody will read this answer.
+                End::plain(CLIENT_CLOSED, Outcome::Cancelled)
+            } else if ex.tried.is_empty() {
+                End::plain(e.kind.status(), Outcome::Refused)
             } else {
-                Outcome::UpstreamError
+                End::plain(e.kind.status(), Outcome::UpstreamError)
             };
-            ex.end = End::plain(e.kind.status(), outcome);
             ex.error = Some(e.kind);
             resp
         }
@@ -267,7 +271,8 @@ async fn read(ex: &mut Exchange, snap: &Snapshot, body: Incoming) -> Result<Byte
         .inspect_err(|e| match e.kind {
             ErrorKind::RequestTimeout => ex.state.metrics.limit_exceeded(Limit::BodyReadTimeout),
             ErrorKind::RequestTooLarge => ex.state.metrics.limit_exceeded(Limit::BodyBytes),
-            _ => {}
+            // The only other failure: the connection ended mid-body.
+            _ => ex.client_gone = true,
         })?;
     ex.body_read = true;
     Ok(body)
@@ -490,26 +495,15 @@ async fn attempt(
         Some(public) => up.upstream_model(public).clone(),
         None => Arc::from(model),
     };
-    let (forward, up_endpoint) = match (ex.client_api, up.api) {
-        (ClientApi::OpenAi, Api::OpenAi) => (
-            request.fields.forward_body(&upstream_model),
+    let bridge = Bridge::new(ex.client_api, up.api);
+    let (forward, up_endpoint) = bridge
+        .request(
+            &request.fields,
+            request.body,
             request.endpoint,
-        ),
-        (ClientApi::Anthropic, Api::Anthropic) => (
-            request.fields.with_model(&upstream_model),
-            Endpoint::Messages,
-        ),
-        (ClientApi::OpenAi, Api::Anthropic) => (
-            translate::openai_to_anthropic_request(request.body, &upstream_model)
-                .map_err(translate_error)?,
-            Endpoint::Messages,
-        ),
-        (ClientApi::Anthropic, Api::OpenAi) => (
-            translate::anthropic_to_openai_request(request.body, &upstream_model)
-                .map_err(translate_error)?,
-            Endpoint::ChatCompletions,
-        ),
-    };
+            &upstream_model,
+        )
+        .map_err(translate_error)?;
     let forward = Bytes::from(forward);
     ex.provider = Some((idx, up.id.clone()));
     ex.provider_api = Some(up.api);
@@ -558,7 +552,7 @@ async fn attempt(
                 max_stream: limits.max_stream,
             };
             Ok(Reply::Stream(relay_stream(
-                ex, resp, sent_at, up.api, relay,
+                ex, resp, sent_at, bridge, relay,
             )))
         }
         // A success, or the provider refusing the request itself (e.g.
@@ -567,7 +561,7 @@ async fn attempt(
             status,
             content_type,
             body,
-        }) => respond_whole(ex, up.api, model, status, content_type, body).map(Reply::Whole),
+        }) => respond_whole(ex, bridge, model, status, content_type, body).map(Reply::Whole),
         Err(e) => Err(e),
     };
     if reply.is_ok() {
@@ -711,53 +705,21 @@ async fn read_whole(resp: UpstreamResponse, max: usize) -> Result<Answer, Attemp
 /// from it. A success that cannot be translated is the provider's fault (502).
 fn respond_whole(
     ex: &mut Exchange,
-    provider_api: Api,
+    bridge: Bridge,
     public_model: &str,
     status: StatusCode,
     content_type: Option<HeaderValue>,
     body: Bytes,
 ) -> Result<Response<Body>, AttemptError> {
-    let bad = |_: TranslateError| AttemptError::BadAnswer;
-    let json = || Some(HeaderValue::from_static("application/json"));
-    // A success must be an answer of the provider's protocol: an error object
-    // or anything else sent with 2xx is the provider's failure (502), never
-    // relayed as a success or recorded as one.
-    let (status, content_type, body, tokens) = match (ex.client_api, provider_api) {
-        // The provider refusing: its status and error type in the client's
-        // protocol, never its own words (SPEC invariant 4: they may echo the
-        // credential cordon sent).
-        (client, api) if !status.is_success() => {
-            let (s, b) =
-                translate::scrub_provider_error(wire(api), client_wire(client), status, &body);
-            (s, json(), b, Tokens::default())
-        }
-        (ClientApi::OpenAi, Api::OpenAi) => {
-            let t = sse::openai_body_tokens(&body).ok_or(AttemptError::BadAnswer)?;
-            (status, content_type, body, t)
-        }
-        (ClientApi::Anthropic, Api::Anthropic) => {
-            let t = sse::anthropic_body_tokens(&body).ok_or(AttemptError::BadAnswer)?;
-            (status, content_type, body, t)
-        }
-        (ClientApi::OpenAi, Api::Anthropic) => {
-            let t = sse::anthropic_body_tokens(&body).ok_or(AttemptError::BadAnswer)?;
-            let created = clock::now_ms() / 1000;
-            let out = translate::anthropic_to_openai_response_at(&body, public_model, created)
-                .map_err(bad)?;
-            (status, json(), Bytes::from(out), t)
-        }
-        (ClientApi::Anthropic, Api::OpenAi) => {
-            let t = sse::openai_body_tokens(&body).ok_or(AttemptError::BadAnswer)?;
-            let out = translate::openai_to_anthropic_response(&body, public_model).map_err(bad)?;
-            (status, json(), Bytes::from(out), t)
-        }
-    };
+    let bridge::Answer {
+        status,
+        content_type,
+        body,
+        tokens,
+    } = bridge.answer(status, content_type, body, public_model)?;
     let mut builder = Response::builder().status(status);
     if let Some(h) = builder.headers_mut() {
-        h.insert(
-            header::CONTENT_TYPE,
-            content_type.unwrap_or(HeaderValue::from_static("application/json")),
-        );
+        h.insert(header::CONTENT_TYPE, content_type);
         ex.common_headers(h);
     }
     let response = builder
@@ -793,6 +755,8 @@ struct StreamReply {
     status: StatusCode,
     upstream: crate::upstream::UpstreamBody,
     relay: Box<dyn Relay>,
+    /// The client's protocol, for a failed stream's last event.
+    client: Wire,
     sent_at: Instant,
     idle_timeout: Duration,
     max_event: usize,
@@ -804,7 +768,7 @@ fn relay_stream(
     ex: &Exchange,
     resp: UpstreamResponse,
     sent_at: Instant,
-    provider_api: Api,
+    bridge: Bridge,
     relays: Relays<'_>,
 ) -> StreamReply {
     let status = resp.status();
@@ -817,26 +781,13 @@ fn relay_stream(
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         ex.common_headers(h);
     }
-    let relay: Box<dyn Relay> = match (ex.client_api, provider_api) {
-        (ClientApi::OpenAi, Api::OpenAi) => Box::new(OpenAiRelay::new(!relays.client_wants_usage)),
-        (ClientApi::Anthropic, Api::Anthropic) => Box::new(AnthropicRelay::new()),
-        (ClientApi::OpenAi, Api::Anthropic) => {
-            let created = clock::now_ms() / 1000;
-            let inner =
-                translate::AnthropicToOpenAiStream::new(relays.model, relays.client_wants_usage)
-                    .with_created(created);
-            Box::new(AnthropicToOpenAiRelay::new(inner))
-        }
-        (ClientApi::Anthropic, Api::OpenAi) => {
-            let inner = translate::OpenAiToAnthropicStream::new(relays.model);
-            Box::new(OpenAiToAnthropicRelay::new(inner))
-        }
-    };
+    let relay = bridge.relay(relays.model, relays.client_wants_usage);
     StreamReply {
         head,
         status,
         upstream: resp.into_body(),
         relay,
+        client: bridge.client(),
         sent_at,
         idle_timeout: relays.idle_timeout,
         max_event: relays.max_event,
@@ -850,7 +801,7 @@ impl StreamReply {
     /// The response, whose body owns `ex` from now on.
     fn into_response(self, mut ex: Exchange) -> Response<Body> {
         let (status, sent_at) = (self.status, self.sent_at);
-        let client = client_wire(ex.client_api);
+        let client = self.client;
         let on_end = move |end: Ended| {
             ex.upstream_time += end.at.saturating_duration_since(sent_at);
             match end.failure {
@@ -943,6 +894,7 @@ impl Exchange {
             provider_api: None,
             client_api,
             body_read: false,
+            client_gone: false,
             error: None,
             end: End::plain(CLIENT_CLOSED, Outcome::Cancelled),
         }
@@ -1218,20 +1170,6 @@ fn client_api_name(api: ClientApi) -> &'static str {
     }
 }
 
-fn client_wire(api: ClientApi) -> Wire {
-    match api {
-        ClientApi::OpenAi => Wire::OpenAi,
-        ClientApi::Anthropic => Wire::Anthropic,
-    }
-}
-
-fn wire(api: Api) -> Wire {
-    match api {
-        Api::OpenAi => Wire::OpenAi,
-        Api::Anthropic => Wire::Anthropic,
-    }
-}
-
 /// A request that cannot be translated for the chosen provider: the client's
 /// fault (400, naming the field, never a value) unless the translation
 /// itself failed on something the client could not cause (502).
@@ -1277,9 +1215,10 @@ async fn read_body(body: Incoming, max: u64, deadline: Duration) -> Result<Bytes
                 format!("request body is larger than {max} bytes"),
             ))
         }
+        // The client's connection ended (or broke) before the whole body.
         Err(_) => Err(GatewayError::new(
             ErrorKind::InvalidRequest,
-            "could not read the request body",
+            "the request body ended before its length",
         )),
     }
 }

@@ -4,6 +4,7 @@
 //! down gracefully: stop accepting, finish in-flight exchanges, flush usage.
 
 mod admin;
+mod bridge;
 mod exchange;
 pub mod reload;
 
