@@ -150,9 +150,11 @@ impl OpenAiRelay {
 
     /// Reads the event; false when it must not reach the client.
     fn keep(&mut self, event: &[u8]) -> bool {
-        let Some(data) = data_of(event) else {
+        let (_, data) = sse_fields(event);
+        if data.is_empty() {
             return true;
-        };
+        }
+        let data: &[u8] = &data;
         if data.trim_ascii() == b"[DONE]" {
             self.saw_done = true;
             return true;
@@ -273,9 +275,11 @@ impl AnthropicRelay {
             #[serde(default)]
             usage: Option<crate::protocol::anthropic::Usage>,
         }
-        let Some(data) = data_of(event) else {
+        let (_, data) = sse_fields(event);
+        if data.is_empty() {
             return;
-        };
+        }
+        let data: &[u8] = &data;
         // Content events are passed on unread.
         if USAGE_KEY.find(data).is_none() {
             if CONTENT_BLOCK.find(data).is_some() {
@@ -300,11 +304,9 @@ impl Relay for AnthropicRelay {
         // `OpenAiRelay`). Its `event:` line need not come first (an `id:` or
         // a comment line may precede it): clients go by the name, wherever
         // it is.
-        if event_name(&event) == Some(b"error") {
-            out.push(scrub_stream_error(
-                Wire::Anthropic,
-                data_of(&event).unwrap_or_default(),
-            ));
+        let (name, data) = sse_fields(&event);
+        if name == Some("error") {
+            out.push(scrub_stream_error(Wire::Anthropic, &data));
             return;
         }
         self.inspect(&event);
@@ -355,25 +357,6 @@ fn event_end(buf: &[u8]) -> Option<usize> {
         }
     }
     None
-}
-
-/// The name of an event as an SSE client reads it: its last `event:` line.
-fn event_name(event: &[u8]) -> Option<&[u8]> {
-    event.rsplit(|b| *b == b'\n').find_map(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        line.strip_prefix(b"event:")
-            .map(|n| n.strip_prefix(b" ").unwrap_or(n))
-    })
-}
-
-/// The payload of an event's `data:` line(s); multi-line data is rare for
-/// these APIs and then only the first line is inspected.
-fn data_of(event: &[u8]) -> Option<&[u8]> {
-    event.split(|b| *b == b'\n').find_map(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        line.strip_prefix(b"data:")
-            .map(|d| d.strip_prefix(b" ").unwrap_or(d))
-    })
 }
 
 /// Searchers built once: `memmem::find` builds one per call, which cost

@@ -4,19 +4,27 @@ use super::*;
 
 // ===== streams =====
 
-/// Reads one complete SSE event: its `event:` name and its `data:` payload
-/// (several `data:` lines joined with `\n`).
-pub fn sse_fields(event: &[u8]) -> (Option<&str>, Vec<u8>) {
+/// Reads one complete SSE event as a client does: its name (the last
+/// `event:` line) and its payload (every `data:` line, joined with `\n`;
+/// borrowed when there is one, as with nearly every event these APIs send).
+/// The one SSE field parser: the relays and the translations both read
+/// events through it.
+pub fn sse_fields(event: &[u8]) -> (Option<&str>, std::borrow::Cow<'_, [u8]>) {
+    use std::borrow::Cow;
     let mut name = None;
-    let mut data: Vec<u8> = Vec::new();
+    let mut data: Cow<'_, [u8]> = Cow::Borrowed(&[]);
     let mut lines = 0;
     for line in event.split(|b| *b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if let Some(d) = line.strip_prefix(b"data:") {
-            if lines > 0 {
-                data.push(b'\n');
+            let d = d.strip_prefix(b" ").unwrap_or(d);
+            if lines == 0 {
+                data = Cow::Borrowed(d);
+            } else {
+                let joined = data.to_mut();
+                joined.push(b'\n');
+                joined.extend_from_slice(d);
             }
-            data.extend_from_slice(d.strip_prefix(b" ").unwrap_or(d));
             lines += 1;
         } else if let Some(n) = line.strip_prefix(b"event:") {
             name = std::str::from_utf8(n.strip_prefix(b" ").unwrap_or(n)).ok();

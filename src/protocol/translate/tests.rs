@@ -1003,9 +1003,17 @@ fn openai_stream_finish_reasons_errors_and_truncation() {
 fn sse_fields_reads_names_and_multiline_data() {
     let (n, d) = sse_fields(b"event: message_stop\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n");
     assert_eq!(n, Some("message_stop"));
-    assert_eq!(d, b"{\"a\":\n1}");
+    assert_eq!(&*d, b"{\"a\":\n1}");
+    assert!(
+        matches!(d, std::borrow::Cow::Owned(_)),
+        "joined lines are owned"
+    );
     let (n, d) = sse_fields(b": comment\ndata:[DONE]\n\n");
-    assert_eq!((n, d.as_slice()), (None, &b"[DONE]"[..]));
+    assert_eq!((n, &*d), (None, &b"[DONE]"[..]));
+    assert!(
+        matches!(d, std::borrow::Cow::Borrowed(_)),
+        "one line is borrowed"
+    );
 }
 
 /// Anthropic stream → OpenAI chunks → Anthropic stream keeps the content.
