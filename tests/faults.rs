@@ -947,3 +947,52 @@ async fn client_gone_mid_body_is_recorded_once_as_cancelled() {
     one_record_each(&rows, &ids, "cancelled");
     assert!(rows.iter().all(|r| r.provider.is_none()), "{rows:#?}");
 }
+
+/// A client that leaves while cordon is still connecting to the provider
+/// (here a TLS handshake the provider never answers): the provider never
+/// received anything, so the record does not name it as tried.
+#[tokio::test]
+async fn client_gone_while_connecting_does_not_name_the_provider() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+            let _ = accepted_tx.send(());
+        }
+    });
+    let gw = GatewayBuilder::new()
+        .provider_at(
+            "silent",
+            &format!("https://localhost:{port}/v1"),
+            r#""gpt-4o" = "up-model""#,
+            EU_TERMS,
+        )
+        .tenant("acme", "")
+        .key("acme", None)
+        .start()
+        .await;
+    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    conn.write_all(&raw_request(
+        &gw,
+        "/v1/chat/completions",
+        "gone-while-connecting",
+        &chat("gpt-4o", "hi").to_string(),
+    ))
+    .await
+    .unwrap();
+    // cordon has opened its connection to the provider and is in the
+    // handshake, which never completes.
+    tokio::time::timeout(PATIENCE, accepted.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    drop(conn);
+    in_flight_settles_to_zero(&gw).await;
+    let (rows, _log, _dir) = stop_and_read(gw).await;
+    one_record_each(&rows, &["gone-while-connecting".to_owned()], "cancelled");
+    assert_eq!(rows[0].provider, None, "{:?}", rows[0]);
+    assert_eq!(rows[0].providers_tried, "", "{:?}", rows[0]);
+}

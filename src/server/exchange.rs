@@ -9,7 +9,7 @@
 //! logs or stores a request or response body.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -45,7 +45,7 @@ struct Exchange {
     /// until the body is read, or when no provider serves it (its label is
     /// then `other`).
     model: Option<Arc<str>>,
-    provider: Option<(usize, ProviderId)>,
+    provider: Option<ProviderId>,
     upstream_model: Option<Arc<str>>,
     policy_version: Option<Arc<str>>,
     tried: Vec<ProviderId>,
@@ -58,6 +58,11 @@ struct Exchange {
     body_read: bool,
     /// The client's connection ended while its body was being read.
     client_gone: bool,
+    /// Whether the latest attempt's request got onto a connection (set by
+    /// the upstream pool): a client gone before that leaves a provider
+    /// that was chosen but never sent anything, and it is not recorded as
+    /// tried.
+    attempt_connected: AtomicBool,
     /// The refusal the client got, if any (for the log line).
     error: Option<ErrorKind>,
     /// How the exchange ended, as far as it is known. Until a stage says
@@ -142,7 +147,7 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
                 &e,
                 ex.client_api,
                 &ex.request_id,
-                ex.provider.as_ref().map(|(_, id)| id.as_str()),
+                ex.provider.as_ref().map(ProviderId::as_str),
                 ex.policy_version.as_deref(),
             );
             if !ex.body_read && unread == Unread::Http1Body {
@@ -505,9 +510,10 @@ async fn attempt(
         )
         .map_err(translate_error)?;
     let forward = Bytes::from(forward);
-    ex.provider = Some((idx, up.id.clone()));
+    ex.provider = Some(up.id.clone());
     ex.provider_api = Some(up.api);
     ex.tried.push(up.id.clone());
+    ex.attempt_connected.store(false, Ordering::Relaxed);
     ex.upstream_model = Some(upstream_model);
     let limits = snap.config.server.limits;
     let stream = request.stream;
@@ -517,7 +523,13 @@ async fn attempt(
     // first byte reaches the client.
     let answer = async {
         let resp = up
-            .send(up_endpoint, forward, stream, &ex.request_id)
+            .send(
+                up_endpoint,
+                forward,
+                stream,
+                &ex.request_id,
+                &ex.attempt_connected,
+            )
             .await?;
         let status = resp.status();
         if is_retryable(status) {
@@ -895,6 +907,7 @@ impl Exchange {
             client_api,
             body_read: false,
             client_gone: false,
+            attempt_connected: AtomicBool::new(false),
             error: None,
             end: End::plain(CLIENT_CLOSED, Outcome::Cancelled),
         }
@@ -904,7 +917,7 @@ impl Exchange {
         set_common_headers(
             h,
             &self.request_id,
-            self.provider.as_ref().map(|(_, id)| id.as_str()),
+            self.provider.as_ref().map(ProviderId::as_str),
             self.policy_version.as_deref(),
         );
     }
@@ -925,6 +938,17 @@ impl Drop for Exchange {
         let total = self.started.elapsed();
         let mut end =
             std::mem::replace(&mut self.end, End::plain(CLIENT_CLOSED, Outcome::Cancelled));
+        if end.outcome == Outcome::Cancelled && !self.attempt_connected.load(Ordering::Relaxed) {
+            // Gone while the last provider chosen was still being connected
+            // to: it never received anything.
+            if self.tried.pop().is_some() {
+                self.provider = self.tried.last().cloned();
+                if self.tried.is_empty() {
+                    self.upstream_model = None;
+                    self.provider_api = None;
+                }
+            }
+        }
         if end.outcome == Outcome::Cancelled && self.state.cutting.load(Ordering::Relaxed) {
             end.outcome = Outcome::CutByShutdown;
             self.state.metrics.limit_exceeded(Limit::Drain);
@@ -1000,7 +1024,7 @@ struct Finished {
     endpoint: Endpoint,
     principal: Option<Principal>,
     model: Option<Arc<str>>,
-    provider: Option<(usize, ProviderId)>,
+    provider: Option<ProviderId>,
     upstream_model: Option<Arc<str>>,
     policy_version: Option<Arc<str>>,
     tried: Vec<ProviderId>,
@@ -1025,7 +1049,7 @@ impl Finished {
             );
             return;
         };
-        let provider = self.provider.as_ref().map_or("none", |(_, id)| id.as_str());
+        let provider = self.provider.as_ref().map_or("none", ProviderId::as_str);
         let model_label = self.model.as_deref().unwrap_or("other");
         let status = o.status.as_str();
         let tenant = principal.tenant();
@@ -1108,7 +1132,7 @@ impl Finished {
             key_id: principal.key_id().shared().clone(),
             endpoint: endpoint_name(self.endpoint),
             model: self.model.clone().unwrap_or_else(|| shared_word("other")),
-            provider: self.provider.map(|(_, id)| id.shared().clone()),
+            provider: self.provider.map(|id| id.shared().clone()),
             upstream_model: self.upstream_model,
             policy_version: self.policy_version,
             prompt_tokens: o.tokens.prompt,

@@ -250,6 +250,7 @@ impl Upstream {
         body: Bytes,
         stream: bool,
         request_id: &str,
+        connected: &std::sync::atomic::AtomicBool,
     ) -> Result<UpstreamResponse, AttemptError> {
         if self.unavailable.is_some() {
             return Err(AttemptError::Unavailable);
@@ -288,10 +289,13 @@ impl Upstream {
         if let Some((name, value)) = &self.auth {
             h.insert(name.clone(), value.clone());
         }
-        self.pool.send(req).await.map_err(|e| match e {
-            pool::SendError::Connect => AttemptError::Connect,
-            pool::SendError::Broken => AttemptError::SentThenBroken,
-        })
+        self.pool
+            .send_marking(req, connected)
+            .await
+            .map_err(|e| match e {
+                pool::SendError::Connect => AttemptError::Connect,
+                pool::SendError::Broken => AttemptError::SentThenBroken,
+            })
     }
 
     /// The provider's own name for a public model.

@@ -16,6 +16,7 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -87,11 +88,23 @@ impl Pool {
     /// connection, or a new one, and waits for the response head. An idle
     /// connection that turns out closed before the request was written is
     /// replaced by a new one, once.
+    #[cfg(test)]
     pub async fn send(
         self: &Arc<Self>,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        self.send_marking(req, &AtomicBool::new(false)).await
+    }
+
+    /// As `send`, and sets `connected` once a connection holds the request
+    /// (from then on the provider may receive it; before, it cannot).
+    pub async fn send_marking(
+        self: &Arc<Self>,
         mut req: Request<Full<Bytes>>,
+        connected: &AtomicBool,
     ) -> Result<Response<UpstreamBody>, SendError> {
         if let Some(mut conn) = self.take_idle() {
+            connected.store(true, Ordering::Relaxed);
             match conn.exchange(req).await {
                 Ok(resp) => return Ok(self.lease(resp, conn)),
                 Err(Some(unsent)) => req = unsent,
@@ -103,6 +116,7 @@ impl Pool {
         // (see `exchange::handle` on why that size matters); boxed, only a
         // request that connects pays for it, and only while it does.
         let mut conn = Box::pin(self.connect()).await?;
+        connected.store(true, Ordering::Relaxed);
         match conn.exchange(req).await {
             Ok(resp) => Ok(self.lease(resp, conn)),
             Err(Some(_)) => Err(SendError::Connect),
