@@ -1,12 +1,15 @@
-//! THE request path, top to bottom:
+//! THE request path, top to bottom (`proxy`):
 //!
-//! authenticate → read the body → parse the routing fields → the request's
-//! own narrowing layer → rate limits → decide (policy) → forward, failing over
-//! only before the first byte and only to eligible providers → relay → finish.
+//! authenticate → admit (rate limits) → read the body → parse the routing
+//! fields and the request's own narrowing layer → decide (policy) → forward,
+//! one attempt per eligible provider, failing over only before the first byte
+//! and only when the failure allows it → respond, or relay a stream.
 //!
-//! Each stage returns early with a `GatewayError`; `finish` alone records
-//! metrics and the usage record, on every path, exactly once. Nothing here
-//! logs or stores a request or response body.
+//! Each stage returns what the next needs, or a `GatewayError`. The
+//! `Exchange` is a guard: its `Drop` alone records the metrics, the log line
+//! and the usage record, exactly once, however the exchange ends (answered,
+//! refused, the client gone, a panic, shutdown). Nothing here logs or stores
+//! a request or response body.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,7 +36,7 @@ use crate::stream::sse::{Relay, Tokens};
 use crate::upstream::{AttemptError, Endpoint, Upstream, UpstreamResponse};
 use crate::usage::{UsageRecord, shared_word};
 
-/// The per-request context, filled in stage by stage and consumed by `finish`.
+/// The per-request context, filled in stage by stage; recorded when dropped.
 struct Exchange {
     state: Arc<State>,
     started: Instant,
