@@ -38,25 +38,8 @@ use crate::usage::{UsageRecord, shared_word};
 
 /// The per-request context, filled in stage by stage; recorded when dropped.
 struct Exchange {
-    state: Arc<State>,
-    started: Instant,
-    time_ms: i64,
-    request_id: Arc<str>,
-    endpoint: Endpoint,
-    principal: Option<Principal>,
-    /// The public model asked for, as the configuration names it; `None`
-    /// until the body is read, or when no provider serves it (its label is
-    /// then `other`).
-    model: Option<Arc<str>>,
-    provider: Option<ProviderId>,
-    upstream_model: Option<Arc<str>>,
-    policy_version: Option<Arc<str>>,
-    tried: Vec<ProviderId>,
-    upstream_time: Duration,
-    streamed: bool,
-    provider_api: Option<Api>,
-    /// The protocol the client spoke.
-    client_api: ClientApi,
+    /// What the exchange's record is made of, filled in stage by stage.
+    rec: Finished,
     /// Whether the request body was read whole.
     body_read: bool,
     /// The client's connection ended while its body was being read.
@@ -66,8 +49,6 @@ struct Exchange {
     /// that was chosen but never sent anything, and it is not recorded as
     /// tried.
     attempt_connected: AtomicBool,
-    /// The refusal the client got, if any (for the log line).
-    error: Option<ErrorKind>,
     /// How the exchange ended, as far as it is known. Until a stage says
     /// otherwise, the client went away (the request's future was dropped).
     end: End,
@@ -148,10 +129,10 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
         Err(e) => {
             let mut resp = error_response(
                 &e,
-                ex.client_api,
-                &ex.request_id,
-                ex.provider.as_ref().map(ProviderId::as_str),
-                ex.policy_version.as_deref(),
+                ex.rec.client_api,
+                &ex.rec.request_id,
+                ex.rec.provider.as_ref().map(ProviderId::as_str),
+                ex.rec.policy_version.as_deref(),
             );
             if !ex.body_read && unread == Unread::Http1Body {
                 resp.headers_mut()
@@ -160,12 +141,12 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
             ex.end = if ex.client_gone {
                 // Nobody will read this answer.
                 End::plain(CLIENT_CLOSED, Outcome::Cancelled)
-            } else if ex.tried.is_empty() {
+            } else if ex.rec.tried.is_empty() {
                 End::plain(e.kind.status(), Outcome::Refused)
             } else {
                 End::plain(e.kind.status(), Outcome::UpstreamError)
             };
-            ex.error = Some(e.kind);
+            ex.rec.error = Some(e.kind);
             resp
         }
     }
@@ -213,7 +194,7 @@ async fn proxy(
     endpoint: Endpoint,
     req: hyper::Request<Incoming>,
 ) -> Result<Reply, GatewayError> {
-    let snap = ex.state.snapshot.load_full();
+    let snap = ex.rec.state.snapshot.load_full();
     let principal = authenticate(ex, req.headers())?;
     admit(ex, &snap, &principal)?;
     let require = require_header(req.headers())?;
@@ -245,11 +226,12 @@ struct Candidates {
 /// Stage 1: the key, checked against the in-memory cache only.
 fn authenticate(ex: &mut Exchange, headers: &HeaderMap) -> Result<Principal, GatewayError> {
     let principal = ex
+        .rec
         .state
         .keys
-        .authenticate(headers, ex.time_ms)
+        .authenticate(headers, ex.rec.time_ms)
         .map_err(auth_error)?;
-    ex.principal = Some(principal.clone());
+    ex.rec.principal = Some(principal.clone());
     Ok(principal)
 }
 
@@ -257,9 +239,10 @@ fn authenticate(ex: &mut Exchange, headers: &HeaderMap) -> Result<Principal, Gat
 /// its body in is counted like any other.
 fn admit(ex: &Exchange, snap: &Snapshot, principal: &Principal) -> Result<(), GatewayError> {
     snap.limits
-        .admit_now(principal.tenant(), ex.time_ms)
+        .admit_now(principal.tenant(), ex.rec.time_ms)
         .map_err(|l| {
-            ex.state
+            ex.rec
+                .state
                 .metrics
                 .rate_limited
                 .with_label_values(&[principal.tenant()])
@@ -277,8 +260,10 @@ async fn read(ex: &mut Exchange, snap: &Snapshot, body: Incoming) -> Result<Byte
     let body = read_body(body, server.max_body_bytes, server.limits.body_read_timeout)
         .await
         .inspect_err(|e| match e.kind {
-            ErrorKind::RequestTimeout => ex.state.metrics.limit_exceeded(Limit::BodyReadTimeout),
-            ErrorKind::RequestTooLarge => ex.state.metrics.limit_exceeded(Limit::BodyBytes),
+            ErrorKind::RequestTimeout => {
+                ex.rec.state.metrics.limit_exceeded(Limit::BodyReadTimeout)
+            }
+            ErrorKind::RequestTooLarge => ex.rec.state.metrics.limit_exceeded(Limit::BodyBytes),
             // The only other failure: the connection ended mid-body.
             _ => ex.client_gone = true,
         })?;
@@ -298,7 +283,7 @@ fn parse<'a>(
 ) -> Result<Parsed<'a>, GatewayError> {
     let max_depth = snap.config.server.limits.max_json_depth;
     if protocol::json::deeper_than(body, max_depth) {
-        ex.state.metrics.limit_exceeded(Limit::JsonDepth);
+        ex.rec.state.metrics.limit_exceeded(Limit::JsonDepth);
         return Err(GatewayError::new(
             ErrorKind::InvalidRequest,
             format!("the request body nests arrays and objects deeper than {max_depth} levels"),
@@ -307,9 +292,9 @@ fn parse<'a>(
     let fields = openai::Request::parse(body)
         .map_err(|e| GatewayError::new(ErrorKind::InvalidRequest, e.to_string()))?;
     let served = snap.config.table.served_model(&fields.model).cloned();
-    ex.model = served.clone();
+    ex.rec.model = served.clone();
     let stream = fields.stream && endpoint != Endpoint::Embeddings;
-    ex.streamed = stream;
+    ex.rec.streamed = stream;
     let extra = require
         .map(|h| parse_require(&h, &snap.config.table))
         .transpose()
@@ -364,9 +349,9 @@ fn decide(
             ));
         }
     };
-    ex.policy_version = Some(routes.version().shared());
+    ex.rec.policy_version = Some(routes.version().shared());
     // A stable sort, so each group keeps the policy's order.
-    let now = ex.time_ms;
+    let now = ex.rec.time_ms;
     let mut order: Vec<usize> = routes.eligible_indexed().map(|(i, _)| i).collect();
     if order.iter().any(|&i| snap.health.is_ejected(i, now)) {
         order.sort_by_key(|&i| snap.health.is_ejected(i, now));
@@ -374,7 +359,8 @@ fn decide(
     if order.is_empty() {
         let reasons = routes.denial_reasons(principal.tenant(), principal.project());
         let rule = reasons.first().map_or("none", |(_, f)| f.rule.as_str());
-        ex.state
+        ex.rec
+            .state
             .metrics
             .policy_denials
             .with_label_values(&[principal.tenant(), rule])
@@ -414,7 +400,7 @@ async fn forward(
         // A reload or a date change since the decision must not send data
         // anywhere new.
         if !still_eligible(
-            &ex.state,
+            &ex.rec.state,
             snap,
             idx,
             principal,
@@ -431,10 +417,10 @@ async fn forward(
             Err(failure) => failure,
         };
         if failure == AttemptError::AnswerTooLarge {
-            ex.state.metrics.limit_exceeded(Limit::AnswerBytes);
+            ex.rec.state.metrics.limit_exceeded(Limit::AnswerBytes);
         }
         tracing::debug!(
-            request_id = &*ex.request_id,
+            request_id = &*ex.rec.request_id,
             provider = up.id.as_str(),
             failure = ?failure,
             prompt_may_have_reached_it = failure.may_have_reached(),
@@ -451,7 +437,8 @@ async fn forward(
             break;
         }
         if n + 1 < candidates.order.len() && candidates.failover {
-            ex.state
+            ex.rec
+                .state
                 .metrics
                 .failovers
                 .with_label_values(&[principal.tenant(), up.id.as_str()])
@@ -468,12 +455,12 @@ async fn forward(
     if matches!(
         e.kind,
         ErrorKind::UpstreamTimeout | ErrorKind::UpstreamError
-    ) && ex.tried.len() > 1
+    ) && ex.rec.tried.len() > 1
     {
         e.kind = ErrorKind::UpstreamError;
         e.message = format!(
             "every eligible provider failed (tried {})",
-            join(&ex.tried, ", ")
+            join(&ex.rec.tried, ", ")
         );
     }
     Err(e)
@@ -503,7 +490,7 @@ async fn attempt(
         Some(public) => up.upstream_model(public).clone(),
         None => Arc::from(model),
     };
-    let bridge = Bridge::new(ex.client_api, up.api);
+    let bridge = Bridge::new(ex.rec.client_api, up.api);
     let (forward, up_endpoint) = bridge
         .request(
             &request.fields,
@@ -513,11 +500,11 @@ async fn attempt(
         )
         .map_err(translate_error)?;
     let forward = Bytes::from(forward);
-    ex.provider = Some(up.id.clone());
-    ex.provider_api = Some(up.api);
-    ex.tried.push(up.id.clone());
+    ex.rec.provider = Some(up.id.clone());
+    ex.rec.provider_api = Some(up.api);
+    ex.rec.tried.push(up.id.clone());
     ex.attempt_connected.store(false, Ordering::Relaxed);
-    ex.upstream_model = Some(upstream_model);
+    ex.rec.upstream_model = Some(upstream_model);
     let limits = snap.config.server.limits;
     let stream = request.stream;
     let sent_at = Instant::now();
@@ -530,7 +517,7 @@ async fn attempt(
                 up_endpoint,
                 forward,
                 stream,
-                &ex.request_id,
+                &ex.rec.request_id,
                 &ex.attempt_connected,
             )
             .await?;
@@ -555,7 +542,7 @@ async fn attempt(
         .unwrap_or(Err(AttemptError::Timeout));
     if !matches!(answer, Ok(Answer::Stream(_))) {
         // A stream's time is added when it ends.
-        ex.upstream_time += sent_at.elapsed();
+        ex.rec.upstream_time += sent_at.elapsed();
     }
     let reply = match answer {
         Ok(Answer::Stream(resp)) => {
@@ -818,10 +805,14 @@ impl StreamReply {
         let (status, sent_at) = (self.status, self.sent_at);
         let client = self.client;
         let on_end = move |end: Ended| {
-            ex.upstream_time += end.at.saturating_duration_since(sent_at);
+            ex.rec.upstream_time += end.at.saturating_duration_since(sent_at);
             match end.failure {
-                Some(Failure::EventTooLarge) => ex.state.metrics.limit_exceeded(Limit::EventBytes),
-                Some(Failure::TooLong) => ex.state.metrics.limit_exceeded(Limit::StreamDuration),
+                Some(Failure::EventTooLarge) => {
+                    ex.rec.state.metrics.limit_exceeded(Limit::EventBytes)
+                }
+                Some(Failure::TooLong) => {
+                    ex.rec.state.metrics.limit_exceeded(Limit::StreamDuration)
+                }
                 _ => {}
             }
             ex.end = End {
@@ -893,25 +884,17 @@ impl Exchange {
     ) -> Self {
         state.metrics.in_flight.inc();
         Exchange {
-            state,
-            started: Instant::now(),
-            time_ms: clock::now_ms(),
-            request_id,
-            endpoint,
-            principal: None,
-            model: None,
-            provider: None,
-            upstream_model: None,
-            policy_version: None,
-            tried: Vec::new(),
-            upstream_time: Duration::ZERO,
-            streamed: false,
-            provider_api: None,
-            client_api,
+            rec: Finished::new(
+                state,
+                request_id,
+                endpoint,
+                client_api,
+                Instant::now(),
+                clock::now_ms(),
+            ),
             body_read: false,
             client_gone: false,
             attempt_connected: AtomicBool::new(false),
-            error: None,
             end: End::plain(CLIENT_CLOSED, Outcome::Cancelled),
         }
     }
@@ -919,9 +902,9 @@ impl Exchange {
     fn common_headers(&self, h: &mut HeaderMap) {
         set_common_headers(
             h,
-            &self.request_id,
-            self.provider.as_ref().map(ProviderId::as_str),
-            self.policy_version.as_deref(),
+            &self.rec.request_id,
+            self.rec.provider.as_ref().map(ProviderId::as_str),
+            self.rec.policy_version.as_deref(),
         );
     }
 }
@@ -937,45 +920,36 @@ impl Drop for Exchange {
     /// has begun cutting exchanges (when a spawned task might never run), it
     /// runs in place. Latency is taken here, not when the task runs.
     fn drop(&mut self) {
-        self.state.metrics.in_flight.dec();
-        let total = self.started.elapsed();
+        self.rec.state.metrics.in_flight.dec();
+        let total = self.rec.started.elapsed();
         let mut end =
             std::mem::replace(&mut self.end, End::plain(CLIENT_CLOSED, Outcome::Cancelled));
         if end.outcome == Outcome::Cancelled && !self.attempt_connected.load(Ordering::Relaxed) {
             // Gone while the last provider chosen was still being connected
             // to: it never received anything.
-            if self.tried.pop().is_some() {
-                self.provider = self.tried.last().cloned();
-                if self.tried.is_empty() {
-                    self.upstream_model = None;
-                    self.provider_api = None;
+            if self.rec.tried.pop().is_some() {
+                self.rec.provider = self.rec.tried.last().cloned();
+                if self.rec.tried.is_empty() {
+                    self.rec.upstream_model = None;
+                    self.rec.provider_api = None;
                 }
             }
         }
-        if end.outcome == Outcome::Cancelled && self.state.cutting.load(Ordering::Relaxed) {
+        if end.outcome == Outcome::Cancelled && self.rec.state.cutting.load(Ordering::Relaxed) {
             end.outcome = Outcome::CutByShutdown;
-            self.state.metrics.limit_exceeded(Limit::Drain);
+            self.rec.state.metrics.limit_exceeded(Limit::Drain);
         }
-        let done = Finished {
-            state: self.state.clone(),
-            started: self.started,
-            time_ms: self.time_ms,
-            request_id: self.request_id.clone(),
-            endpoint: self.endpoint,
-            principal: self.principal.take(),
-            model: self.model.take(),
-            provider: self.provider.take(),
-            upstream_model: self.upstream_model.take(),
-            policy_version: self.policy_version.take(),
-            tried: std::mem::take(&mut self.tried),
-            upstream_time: self.upstream_time,
-            streamed: self.streamed,
-            provider_api: self.provider_api,
-            client_api: self.client_api,
-            error: self.error,
-        };
+        let husk = Finished::new(
+            self.rec.state.clone(),
+            self.rec.request_id.clone(),
+            self.rec.endpoint,
+            self.rec.client_api,
+            self.rec.started,
+            self.rec.time_ms,
+        );
+        let done = std::mem::replace(&mut self.rec, husk);
         match tokio::runtime::Handle::try_current() {
-            Ok(rt) if !self.state.cutting.load(Ordering::Relaxed) => {
+            Ok(rt) if !self.rec.state.cutting.load(Ordering::Relaxed) => {
                 drop(rt.spawn(async move { done.record(end, total) }));
             }
             _ => done.record(end, total),
@@ -1018,7 +992,8 @@ impl Outcome {
     }
 }
 
-/// An exchange's record, taken out of it when it is dropped.
+/// What an exchange's usage record, log line and metrics are made of; taken
+/// out of the exchange when it is dropped, and recorded.
 struct Finished {
     state: Arc<State>,
     started: Instant,
@@ -1026,6 +1001,9 @@ struct Finished {
     request_id: Arc<str>,
     endpoint: Endpoint,
     principal: Option<Principal>,
+    /// The public model asked for, as the configuration names it; `None`
+    /// until the body is read, or when no provider serves it (its label is
+    /// then `other`).
     model: Option<Arc<str>>,
     provider: Option<ProviderId>,
     upstream_model: Option<Arc<str>>,
@@ -1034,13 +1012,43 @@ struct Finished {
     upstream_time: Duration,
     streamed: bool,
     provider_api: Option<Api>,
+    /// The protocol the client spoke.
     client_api: ClientApi,
+    /// The refusal the client got, if any (for the log line).
     error: Option<ErrorKind>,
 }
 
 // === impl Finished ===
 
 impl Finished {
+    fn new(
+        state: Arc<State>,
+        request_id: Arc<str>,
+        endpoint: Endpoint,
+        client_api: ClientApi,
+        started: Instant,
+        time_ms: i64,
+    ) -> Self {
+        Finished {
+            state,
+            started,
+            time_ms,
+            request_id,
+            endpoint,
+            principal: None,
+            model: None,
+            provider: None,
+            upstream_model: None,
+            policy_version: None,
+            tried: Vec::new(),
+            upstream_time: Duration::ZERO,
+            streamed: false,
+            provider_api: None,
+            client_api,
+            error: None,
+        }
+    }
+
     fn record(self, o: End, total: Duration) {
         let state = &self.state;
         let Some(principal) = &self.principal else {
