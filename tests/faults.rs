@@ -5,7 +5,6 @@
 //! and that no credential reached the client, a log line or a file.
 
 #![expect(clippy::unwrap_used, reason = "test code")]
-#![expect(clippy::panic, reason = "test code")]
 
 mod common;
 
@@ -80,18 +79,9 @@ fn error_code(body: &str) -> String {
 
 /// `cordon_in_flight_requests` as `/metrics` reports it.
 async fn in_flight(gw: &Gateway) -> i64 {
-    let text = common::http()
-        .get(gw.admin_url("/metrics"))
-        .send()
+    gw.metric("cordon_in_flight_requests")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("cordon_in_flight_requests "))
-        .map(|v| v.trim().parse::<f64>().unwrap() as i64)
-        .unwrap_or_else(|| panic!("no in-flight gauge:\n{text}"))
+        .unwrap() as i64
 }
 
 /// Waits (at most `PATIENCE`) for the in-flight gauge to read 0.
@@ -609,17 +599,10 @@ async fn a_slow_body_is_a_408_at_the_deadline_and_counts_against_limits() {
     statuses.sort();
     assert_eq!(statuses, ["408", "408", "408", "429", "429"]);
     assert_eq!(mock.count(), 0);
-    let metrics = common::http()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("cordon_limits_exceeded_total{limit=\"body_read_timeout\"} 3"),
-        "{metrics}"
+    assert_eq!(
+        gw.metric("cordon_limits_exceeded_total{limit=\"body_read_timeout\"}")
+            .await,
+        Some(3.0)
     );
     in_flight_settles_to_zero(&gw).await;
     stop_and_read(gw).await;

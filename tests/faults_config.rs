@@ -44,17 +44,9 @@ async fn status_and_provider(gw: &Gateway) -> (u16, Option<String>) {
 
 /// `cordon_config_reloads_total{result="success"}`.
 async fn successful_reloads(gw: &Gateway) -> u64 {
-    let text = common::http()
-        .get(gw.admin_url("/metrics"))
-        .send()
+    gw.metric("cordon_config_reloads_total{result=\"success\"}")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("cordon_config_reloads_total{result=\"success\"} "))
-        .map_or(0, |v| v.trim().parse().unwrap())
+        .map_or(0, |v| v as u64)
 }
 
 /// Polls `f` every 100 ms until it holds, for at most [`PATIENCE`].

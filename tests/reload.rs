@@ -23,18 +23,11 @@ async fn status(gw: &common::Gateway) -> u16 {
 }
 
 async fn reloads(gw: &common::Gateway, result: &str) -> u64 {
-    let text = common::http()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("cordon_config_reloads_total{{result=\"{result}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map_or(0, |v| v.trim().parse().unwrap())
+    gw.metric(&format!(
+        "cordon_config_reloads_total{{result=\"{result}\"}}"
+    ))
+    .await
+    .map_or(0, |v| v as u64)
 }
 
 /// Polls `f` every 100 ms for up to 15 s.

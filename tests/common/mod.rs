@@ -357,6 +357,24 @@ impl Gateway {
         }
     }
 
+    /// The value of one series of `/metrics`, named with its labels as the
+    /// exposition writes them (`cordon_in_flight_requests`,
+    /// `cordon_config_reloads_total{result="success"}`); `None` if absent.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = http()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let prefix = format!("{series} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map(|v| v.trim().parse().unwrap())
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
