@@ -79,9 +79,7 @@ fn error_code(body: &str) -> String {
 
 /// `cordon_in_flight_requests` as `/metrics` reports it.
 async fn in_flight(gw: &Gateway) -> i64 {
-    gw.metric("cordon_in_flight_requests")
-        .await
-        .unwrap() as i64
+    gw.metric("cordon_in_flight_requests").await.unwrap() as i64
 }
 
 /// Waits (at most `PATIENCE`) for the in-flight gauge to read 0.
