@@ -127,8 +127,9 @@ pub struct KeyRow {
     pub scope: KeyScope,
 }
 
-/// What a key may do beyond its tenant's (and project's) policy: narrower,
-/// never wider. The default limits nothing.
+/// What a key may do within its tenant's (and project's) policy: narrower,
+/// never wider. The default limits nothing. Stored, and shown by `keys list`;
+/// the request path does not read it yet.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyScope {
     /// Model-name globs the key may request (`None`: every model the policy
