@@ -659,6 +659,7 @@ fn start_cordon(mock: SocketAddr, cpu: Option<usize>) -> Proxy {
                 expires_ms: None,
                 revoked_ms: None,
                 last_used_ms: None,
+                scope: Default::default(),
             })
             .await
             .unwrap();

@@ -610,6 +610,7 @@ async fn create_keys(db: &Path) -> Vec<String> {
                 expires_ms: None,
                 revoked_ms: None,
                 last_used_ms: None,
+                scope: Default::default(),
             })
             .await
             .unwrap();

@@ -7,6 +7,7 @@
 // targets reach are `pub`; the rest are `pub(crate)`, so what nothing uses
 // shows up as dead code.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod clock;

@@ -1,5 +1,5 @@
-//! The policy engine and the wire protocols stay pure: no I/O, no clock, no logging, no async
-//! runtime. This test reads its sources and fails on any of them, so the
+//! The policy engine, the wire protocols and the audit chain stay pure: no I/O, no clock, no
+//! logging, no async runtime. This test reads its sources and fails on any of them, so the
 //! guarantee does not rest on review alone.
 
 #![expect(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
@@ -38,7 +38,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 #[test]
 fn policy_and_protocol_modules_do_no_io_and_read_no_clock() {
     let mut files = Vec::new();
-    for module in ["src/policy", "src/protocol"] {
+    for module in ["src/policy", "src/protocol", "src/audit"] {
         rust_files(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join(module),
             &mut files,

@@ -1,6 +1,10 @@
 //! Client API keys: `cdn_<id>_<secret>`. The id (8 lower-case letters and
 //! digits) is shown in listings; the secret (40 base62 characters) is shown
 //! once, at creation, and only its SHA-256 is ever stored.
+//!
+//! Admin tokens (`cdnadm_<id>_<secret>`, [`super::token`]) have the same
+//! shape under another prefix: [`generate_credential`] and
+//! [`split_credential`] serve both.
 
 use std::fmt;
 use std::sync::Arc;
@@ -9,6 +13,8 @@ use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
 
+/// What every client key starts with.
+pub const PREFIX: &str = "cdn_";
 pub const ID_LEN: usize = 8;
 pub const SECRET_LEN: usize = 40;
 /// The shortest secret accepted when parsing (SPEC: at least 32 base62 characters).
@@ -124,6 +130,50 @@ impl fmt::Debug for KeyHash {
     }
 }
 
+/// Why a `<prefix><id>_<secret>` credential is malformed, before each kind
+/// of credential words it for its own users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Malformed {
+    Shape,
+    Id,
+    Secret,
+}
+
+impl From<Malformed> for KeyFormatError {
+    fn from(m: Malformed) -> Self {
+        match m {
+            Malformed::Shape => KeyFormatError::Shape,
+            Malformed::Id => KeyFormatError::Id,
+            Malformed::Secret => KeyFormatError::Secret,
+        }
+    }
+}
+
+/// Checks `<prefix><id>_<secret>` and hashes the secret; the id is borrowed
+/// from `raw`.
+pub(crate) fn split_credential<'a>(
+    raw: &'a str,
+    prefix: &str,
+) -> Result<(&'a str, KeyHash), Malformed> {
+    let rest = raw.strip_prefix(prefix).ok_or(Malformed::Shape)?;
+    let (id, secret) = rest.split_once('_').ok_or(Malformed::Shape)?;
+    let id = check_id(id).map_err(|_| Malformed::Id)?;
+    if secret.len() < MIN_SECRET_LEN || !secret.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(Malformed::Secret);
+    }
+    Ok((id, KeyHash::of(secret)))
+}
+
+/// A fresh `<prefix><id>_<secret>` from the operating system's CSPRNG: its
+/// id, the hash of its secret, and the raw text (to be shown once).
+pub(crate) fn generate_credential(prefix: &str) -> (KeyId, KeyHash, Secret<String>) {
+    let id: String = random_chars(ID_ALPHABET, ID_LEN);
+    let secret: String = random_chars(BASE62, SECRET_LEN);
+    let hash = KeyHash::of(&secret);
+    let raw = Secret::new(format!("{prefix}{id}_{secret}"));
+    (KeyId(Arc::from(id)), hash, raw)
+}
+
 // === impl PresentedKey ===
 
 impl PresentedKey {
@@ -139,13 +189,7 @@ impl PresentedKey {
     /// What [`PresentedKey::parse`] checks, with the id borrowed from `raw`:
     /// the request path looks the id up without copying it.
     pub fn split(raw: &str) -> Result<(&str, KeyHash), KeyFormatError> {
-        let rest = raw.strip_prefix("cdn_").ok_or(KeyFormatError::Shape)?;
-        let (id, secret) = rest.split_once('_').ok_or(KeyFormatError::Shape)?;
-        let id = check_id(id)?;
-        if secret.len() < MIN_SECRET_LEN || !secret.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(KeyFormatError::Secret);
-        }
-        Ok((id, KeyHash::of(secret)))
+        Ok(split_credential(raw, PREFIX)?)
     }
 }
 
@@ -154,14 +198,8 @@ impl PresentedKey {
 impl NewKey {
     /// A fresh key from the operating system's CSPRNG.
     pub fn generate() -> Self {
-        let id: String = random_chars(ID_ALPHABET, ID_LEN);
-        let secret: String = random_chars(BASE62, SECRET_LEN);
-        let hash = KeyHash::of(&secret);
-        Self {
-            raw: Secret::new(format!("cdn_{id}_{secret}")),
-            id: KeyId(Arc::from(id)),
-            hash,
-        }
+        let (id, hash, raw) = generate_credential(PREFIX);
+        Self { id, hash, raw }
     }
 }
 

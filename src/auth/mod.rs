@@ -4,6 +4,7 @@
 //! revoked or expired key is refused within one refresh interval.
 
 pub mod key;
+pub mod token;
 
 use std::borrow::Borrow;
 use std::collections::HashMap;

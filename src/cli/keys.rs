@@ -2,16 +2,18 @@
 //! gateway file's `[store] url`.
 //!
 //! The raw key is printed once, by `create`, and never stored: the store keeps
-//! the SHA-256 of its secret. `list` shows no hash and no secret.
+//! the SHA-256 of its secret. `list` shows no hash and no secret. `create` and
+//! `revoke` each append an audit entry (actor `cli`), never with the raw key.
 
 use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::audit::{ACTOR_CLI, NewAuditEntry, Outcome};
 use crate::auth::key::{KeyId, NewKey};
 use crate::clock;
 use crate::config::Config;
-use crate::store::{self, KeyRow, Store, StoreError};
+use crate::store::{self, KeyRow, KeyScope, Store, StoreError};
 
 pub struct CreateArgs {
     pub tenant: String,
@@ -19,6 +21,10 @@ pub struct CreateArgs {
     pub project: Option<String>,
     /// Lifetime in milliseconds (`--expires-in`).
     pub expires_in_ms: Option<i64>,
+    /// Model globs the key is limited to (`--model`, repeatable; empty: no limit).
+    pub models: Vec<String>,
+    /// Requests per minute for this key alone (`--rpm`).
+    pub rpm: Option<u32>,
 }
 
 /// How many fresh ids to try when one is already taken (1 in 36^8).
@@ -34,15 +40,11 @@ pub fn create(
     let Some(cfg) = super::load_or_report(config, err)? else {
         return Ok(ExitCode::FAILURE);
     };
+    if !known_tenant(&cfg, &args.tenant, err)? {
+        return Ok(ExitCode::FAILURE);
+    }
     let tenants = cfg.table.tenants();
     let Some(policy) = tenants.iter().find(|t| t.tenant == args.tenant) else {
-        let known: Vec<&str> = tenants.iter().map(|t| t.tenant.as_str()).collect();
-        writeln!(
-            err,
-            "error: unknown tenant `{}`: no policy file defines it (known: {})",
-            args.tenant,
-            list_or_none(&known)
-        )?;
         return Ok(ExitCode::FAILURE);
     };
     if let Some(project) = &args.project
@@ -57,23 +59,26 @@ pub fn create(
         )?;
         return Ok(ExitCode::FAILURE);
     }
-    if let Some(name) = &args.name
-        && (name.chars().any(char::is_control) || name.chars().count() > MAX_NAME_CHARS)
-    {
-        writeln!(
-            err,
-            "error: --name must be at most {MAX_NAME_CHARS} characters, without control characters"
-        )?;
+    if !name_is_valid(args.name.as_deref(), err)? {
         return Ok(ExitCode::FAILURE);
     }
-    let now = clock::now_ms();
-    let expires_ms = match args.expires_in_ms.map(|d| now.checked_add(d)) {
-        None => None,
-        Some(Some(t)) => Some(t),
-        Some(None) => {
-            writeln!(err, "error: --expires-in is too far in the future")?;
+    for glob in &args.models {
+        if let Err(e) = glob::Pattern::new(glob) {
+            writeln!(
+                err,
+                "error: --model `{glob}` is not a valid glob: {}",
+                e.msg
+            )?;
             return Ok(ExitCode::FAILURE);
         }
+    }
+    let scope = KeyScope {
+        models: (!args.models.is_empty()).then(|| args.models.clone()),
+        rpm: args.rpm,
+    };
+    let now = clock::now_ms();
+    let Some(expires_ms) = expiry(now, args.expires_in_ms, err)? else {
+        return Ok(ExitCode::FAILURE);
     };
 
     let created = with_store(&cfg, async |store| {
@@ -90,16 +95,27 @@ pub fn create(
                 expires_ms,
                 revoked_ms: None,
                 last_used_ms: None,
+                scope: scope.clone(),
             };
             match store.insert_key(&row).await {
-                Ok(()) => return Ok(key),
+                Ok(()) => {
+                    let mut entry =
+                        NewAuditEntry::new(now, ACTOR_CLI, "key.create", Outcome::Success)
+                            .tenant(Some(&args.tenant))
+                            .target(key.id.as_str());
+                    if let Some(p) = &args.project {
+                        entry = entry.detail("project", p.as_str());
+                    }
+                    let audited = store.append_audit(&entry).await.map(drop);
+                    return Ok((key, audited));
+                }
                 Err(e @ StoreError::DuplicateKey) => last = e,
                 Err(e) => return Err(e),
             }
         }
         Err(last)
     })?;
-    let key = match created {
+    let (key, audited) = match created {
         Ok(k) => k,
         Err(e) => {
             writeln!(err, "error: {e}")?;
@@ -109,17 +125,17 @@ pub fn create(
     // The only place the raw key is ever written anywhere.
     writeln!(out, "id: {}", key.id)?;
     writeln!(out, "key: {}", key.raw.expose())?;
-    let scope = match &args.project {
+    let bound = match &args.project {
         Some(p) => format!("tenant {} project {p}", args.tenant),
         None => format!("tenant {}", args.tenant),
     };
     let expiry = expires_ms.map_or_else(String::new, |t| format!(", expires {}", format_ms(t)));
     writeln!(
         err,
-        "created key {} for {scope}{expiry}. Copy it now: it cannot be shown again.",
+        "created key {} for {bound}{expiry}. Copy it now: it cannot be shown again.",
         key.id
     )?;
-    Ok(ExitCode::SUCCESS)
+    audit_failure(audited, err)
 }
 
 pub fn list(
@@ -150,19 +166,28 @@ pub fn list(
         "ID",
         "NAME",
         "PROJECT",
+        "MODELS",
+        "RPM",
         "CREATED",
         "LAST USED",
         "EXPIRES",
         "REVOKED",
     ];
     // Deliberately no hash column: a hash is not for display.
-    let rows: Vec<[String; 7]> = keys
+    let rows: Vec<[String; 9]> = keys
         .iter()
         .map(|k| {
             [
                 k.id.to_string(),
                 k.name.clone().unwrap_or_else(|| "-".to_owned()),
                 k.project.clone().unwrap_or_else(|| "-".to_owned()),
+                k.scope
+                    .models
+                    .as_ref()
+                    .map_or_else(|| "any".to_owned(), |m| m.join(",")),
+                k.scope
+                    .rpm
+                    .map_or_else(|| "-".to_owned(), |r| r.to_string()),
                 format_ms(k.created_ms),
                 k.last_used_ms.map_or_else(|| "never".to_owned(), format_ms),
                 k.expires_ms.map_or_else(|| "never".to_owned(), format_ms),
@@ -193,42 +218,146 @@ pub fn revoke(
     };
     let now = clock::now_ms();
     let result = with_store(&cfg, async |store| {
-        if store.revoke_key(&id, now).await? {
-            Ok(Revoked::Now)
+        let (revoked, tenant) = if store.revoke_key(&id, now).await? {
+            let tenant = store.get_key(&id).await?.map(|k| k.tenant);
+            (Revoked::Now, tenant)
         } else {
-            Ok(match store.get_key(&id).await? {
-                Some(k) => Revoked::Already(k.revoked_ms.unwrap_or(now)),
-                None => Revoked::Unknown,
-            })
-        }
+            match store.get_key(&id).await? {
+                Some(k) => (
+                    Revoked::Already(k.revoked_ms.unwrap_or(now)),
+                    Some(k.tenant),
+                ),
+                None => (Revoked::Unknown, None),
+            }
+        };
+        let audited = store
+            .append_audit(&revoked.audit_entry(now, "key.revoke", tenant.as_deref(), &id))
+            .await
+            .map(drop);
+        Ok((revoked, audited))
     })?;
-    match result {
-        Ok(Revoked::Now) => {
+    let audited = match result {
+        Ok((Revoked::Now, audited)) => {
             writeln!(
                 out,
                 "revoked key {id}; every gateway refuses it within seconds"
             )?;
-            Ok(ExitCode::SUCCESS)
+            audited
         }
-        Ok(Revoked::Already(at)) => {
+        Ok((Revoked::Already(at), audited)) => {
             writeln!(out, "key {id} was already revoked at {}", format_ms(at))?;
-            Ok(ExitCode::SUCCESS)
+            audited
         }
-        Ok(Revoked::Unknown) => {
+        Ok((Revoked::Unknown, audited)) => {
             writeln!(err, "error: no key with id {id}")?;
-            Ok(ExitCode::FAILURE)
+            audit_failure(audited, err)?;
+            return Ok(ExitCode::FAILURE);
         }
         Err(e) => {
             writeln!(err, "error: {e}")?;
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    audit_failure(audited, err)
+}
+
+/// What a revocation found.
+pub(super) enum Revoked {
+    Now,
+    /// Already revoked, at this time.
+    Already(i64),
+    Unknown,
+}
+
+impl Revoked {
+    /// The audit entry recording this revocation attempt of `id`.
+    pub(super) fn audit_entry(
+        &self,
+        now: i64,
+        action: &str,
+        tenant: Option<&str>,
+        id: &KeyId,
+    ) -> NewAuditEntry {
+        let (outcome, reason) = match self {
+            Revoked::Now => (Outcome::Success, None),
+            Revoked::Already(_) => (Outcome::Failure, Some("already revoked")),
+            Revoked::Unknown => (Outcome::Failure, Some("unknown id")),
+        };
+        let entry = NewAuditEntry::new(now, ACTOR_CLI, action, outcome)
+            .tenant(tenant)
+            .target(id.as_str());
+        match reason {
+            Some(r) => entry.detail("reason", r),
+            None => entry,
+        }
+    }
+}
+
+/// Reports an audit entry that could not be written after the action it
+/// records was done (and its result printed): the command then fails.
+pub(super) fn audit_failure(
+    audited: Result<(), StoreError>,
+    err: &mut dyn Write,
+) -> io::Result<ExitCode> {
+    match audited {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            writeln!(
+                err,
+                "error: done, but its audit entry could not be written: {e}"
+            )?;
             Ok(ExitCode::FAILURE)
         }
     }
 }
 
-enum Revoked {
-    Now,
-    Already(i64),
-    Unknown,
+/// Whether `--name` is acceptable; says why not on `err`.
+pub(super) fn name_is_valid(name: Option<&str>, err: &mut dyn Write) -> io::Result<bool> {
+    match name {
+        Some(name)
+            if name.chars().any(char::is_control) || name.chars().count() > MAX_NAME_CHARS =>
+        {
+            writeln!(
+                err,
+                "error: --name must be at most {MAX_NAME_CHARS} characters, without control characters"
+            )?;
+            Ok(false)
+        }
+        _ => Ok(true),
+    }
+}
+
+/// The expiry time `expires_in_ms` after `now`: `Some(None)` for none,
+/// `None` (said on `err`) when it overflows.
+pub(super) fn expiry(
+    now: i64,
+    expires_in_ms: Option<i64>,
+    err: &mut dyn Write,
+) -> io::Result<Option<Option<i64>>> {
+    match expires_in_ms.map(|d| now.checked_add(d)) {
+        None => Ok(Some(None)),
+        Some(Some(t)) => Ok(Some(Some(t))),
+        Some(None) => {
+            writeln!(err, "error: --expires-in is too far in the future")?;
+            Ok(None)
+        }
+    }
+}
+
+/// Looks up `tenant` in the configuration; says which tenants exist on `err`
+/// when it is not there.
+pub(super) fn known_tenant(cfg: &Config, tenant: &str, err: &mut dyn Write) -> io::Result<bool> {
+    let tenants = cfg.table.tenants();
+    if tenants.iter().any(|t| t.tenant == tenant) {
+        return Ok(true);
+    }
+    let known: Vec<&str> = tenants.iter().map(|t| t.tenant.as_str()).collect();
+    writeln!(
+        err,
+        "error: unknown tenant `{tenant}`: no policy file defines it (known: {})",
+        list_or_none(&known)
+    )?;
+    Ok(false)
 }
 
 /// Runs `f` against the store named by the configuration, on a

@@ -1,5 +1,8 @@
-//! The command line: `serve`, `check`, `explain`, `keys`, `usage`, `demo`.
+//! The command line: `serve`, `check`, `explain`, `keys`, `admin-token`,
+//! `usage`, `audit`, `demo`.
 
+mod admin_token;
+mod audit;
 mod check;
 mod demo;
 mod explain;
@@ -15,6 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::auth::token::Role;
 use crate::config::{self, Config, ProcessEnv};
 use crate::policy::Date;
 
@@ -70,6 +74,16 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Create, list and revoke admin API tokens (stored as SHA-256 hashes only).
+    AdminToken {
+        #[command(subcommand)]
+        command: AdminTokenCommand,
+    },
+    /// Check the audit log's hash chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print a tenant's request and token totals.
     Usage {
         #[arg(long, default_value = "cordon.toml")]
@@ -109,6 +123,12 @@ enum KeysCommand {
         /// Lifetime: 30m, 12h, 90d, 2w. Default: no expiry.
         #[arg(long, value_parser = keys::parse_duration_ms)]
         expires_in: Option<i64>,
+        /// Limit the key to models matching this glob (repeatable). Default: every model the policy allows.
+        #[arg(long = "model", value_name = "GLOB")]
+        models: Vec<String>,
+        /// Requests per minute for this key alone. Default: no per-key limit.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        rpm: Option<u32>,
     },
     /// List a tenant's keys (never their secrets or hashes).
     List {
@@ -123,6 +143,48 @@ enum KeysCommand {
         config: PathBuf,
         /// The key id shown by `keys create` and `keys list`.
         id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminTokenCommand {
+    /// Create a token; the raw token is printed once, on stdout, and never stored.
+    Create {
+        #[arg(long, default_value = "cordon.toml")]
+        config: PathBuf,
+        /// platform-admin, tenant-admin, viewer or auditor.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// The tenant of a tenant-admin or viewer token (refused for the other roles).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A label shown in listings.
+        #[arg(long)]
+        name: Option<String>,
+        /// Lifetime: 30m, 12h, 90d, 2w. Default: no expiry.
+        #[arg(long, value_parser = keys::parse_duration_ms)]
+        expires_in: Option<i64>,
+    },
+    /// List every admin token (never its secret or hash).
+    List {
+        #[arg(long, default_value = "cordon.toml")]
+        config: PathBuf,
+    },
+    /// Revoke an admin token by id.
+    Revoke {
+        #[arg(long, default_value = "cordon.toml")]
+        config: PathBuf,
+        /// The token id shown by `admin-token create` and `admin-token list`.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check every entry's hash and link; print the newest hash (record it elsewhere).
+    Verify {
+        #[arg(long, default_value = "cordon.toml")]
+        config: PathBuf,
     },
 }
 
@@ -163,12 +225,16 @@ pub fn run() -> ExitCode {
                 name,
                 project,
                 expires_in,
+                models,
+                rpm,
             } => {
                 let args = keys::CreateArgs {
                     tenant,
                     name,
                     project,
                     expires_in_ms: expires_in,
+                    models,
+                    rpm,
                 };
                 keys::create(&config, &args, &mut out, &mut err)
             }
@@ -176,6 +242,30 @@ pub fn run() -> ExitCode {
                 keys::list(&config, &tenant, &mut out, &mut err)
             }
             KeysCommand::Revoke { config, id } => keys::revoke(&config, &id, &mut out, &mut err),
+        },
+        Command::AdminToken { command } => match command {
+            AdminTokenCommand::Create {
+                config,
+                role,
+                tenant,
+                name,
+                expires_in,
+            } => {
+                let args = admin_token::CreateArgs {
+                    role,
+                    tenant,
+                    name,
+                    expires_in_ms: expires_in,
+                };
+                admin_token::create(&config, &args, &mut out, &mut err)
+            }
+            AdminTokenCommand::List { config } => admin_token::list(&config, &mut out, &mut err),
+            AdminTokenCommand::Revoke { config, id } => {
+                admin_token::revoke(&config, &id, &mut out, &mut err)
+            }
+        },
+        Command::Audit { command } => match command {
+            AuditCommand::Verify { config } => audit::verify(&config, &mut out, &mut err),
         },
         Command::Usage {
             config,
@@ -219,6 +309,11 @@ fn load_or_report(path: &std::path::Path, err: &mut dyn Write) -> std::io::Resul
 /// Today in UTC: the only place the CLI reads the clock for policy dates.
 pub fn today() -> Date {
     time::OffsetDateTime::now_utc().date()
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
+        .map_err(|e: crate::auth::token::UnknownRole| e.to_string())
 }
 
 fn parse_date(s: &str) -> Result<Date, String> {

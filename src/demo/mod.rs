@@ -142,6 +142,7 @@ pub async fn start(listen: SocketAddr) -> Result<Demo, String> {
             expires_ms: None,
             revoked_ms: None,
             last_used_ms: None,
+            scope: store::KeyScope::default(),
         };
         store
             .insert_key(&row)

@@ -22,6 +22,13 @@ pub enum StoreError {
     /// `insert_key` with an id that is already taken (generate another key).
     #[error("a key with this id already exists")]
     DuplicateKey,
+    /// `insert_admin_token` with an id that is already taken (generate another token).
+    #[error("an admin token with this id already exists")]
+    DuplicateToken,
+    /// `replace_credentials` found a credential deleted (or never stored)
+    /// since it was read; nothing was replaced.
+    #[error("a credential being replaced no longer exists; nothing was changed")]
+    CredentialGone,
     /// A row holds something this version cannot read (e.g. a malformed hash).
     #[error("corrupt row in `{table}`: {what}")]
     Corrupt {

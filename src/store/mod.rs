@@ -1,5 +1,6 @@
-//! The store: client keys (as SHA-256 hashes only) and usage records, in
-//! SQLite (one process, the default) or PostgreSQL (several replicas).
+//! The store: client keys (as SHA-256 hashes only), usage records, admin
+//! tokens, the audit log and BYOK credentials, in SQLite (one process, the
+//! default) or PostgreSQL (several replicas).
 //!
 //! # Design
 //!
@@ -37,6 +38,15 @@
 //! and applies rows idempotently (replace by id). Rows only ever move towards
 //! "revoked", so re-reading one is harmless, and the cost is re-reading the
 //! keys changed in the last [`KEY_SYNC_OVERLAP_MS`]. See [`next_key_sync_since`].
+//! BYOK credentials are refreshed the same way (`credentials_updated_since`),
+//! with deletions kept as tombstones so a replica sees them.
+//!
+//! # Control plane
+//!
+//! Admin tokens (`tokens.rs`, hashed like keys), the hash-chained audit log
+//! (`audit.rs`: appends are serialised across processes and replicas, and
+//! triggers refuse UPDATE and DELETE), and BYOK credentials (`credentials.rs`:
+//! nonce and ciphertext only, sealed and opened elsewhere).
 
 mod error;
 mod priority;
@@ -51,7 +61,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, QueryBuilder, SqlSafeStr};
 
+pub use credentials::{CredentialRow, Sealed};
 pub use error::StoreError;
+pub use tokens::AdminTokenRow;
 pub use url::{Backend, resolve_url};
 
 use crate::auth::key::{KeyHash, KeyId};
@@ -84,12 +96,20 @@ const MIGRATIONS_TABLE: &str = "_cordon_migrations";
 
 /// The embedded migrations: (version, description, SQLite SQL, PostgreSQL SQL).
 /// Never edit a released one (sqlx refuses a changed checksum); add the next.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "keys and usage",
-    include_str!("../../migrations/sqlite/0001_keys_and_usage.sql"),
-    include_str!("../../migrations/postgres/0001_keys_and_usage.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "keys and usage",
+        include_str!("../../migrations/sqlite/0001_keys_and_usage.sql"),
+        include_str!("../../migrations/postgres/0001_keys_and_usage.sql"),
+    ),
+    (
+        2,
+        "control plane",
+        include_str!("../../migrations/sqlite/0002_control_plane.sql"),
+        include_str!("../../migrations/postgres/0002_control_plane.sql"),
+    ),
+];
 
 /// A stored client key. Only the hash of its secret is ever held; `Debug`
 /// prints `KeyHash(..)` for it.
@@ -104,6 +124,19 @@ pub struct KeyRow {
     pub expires_ms: Option<i64>,
     pub revoked_ms: Option<i64>,
     pub last_used_ms: Option<i64>,
+    pub scope: KeyScope,
+}
+
+/// What a key may do within its tenant's (and project's) policy: narrower,
+/// never wider. The default limits nothing. Stored, and shown by `keys list`;
+/// the request path does not read it yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyScope {
+    /// Model-name globs the key may request (`None`: every model the policy
+    /// allows). Stored as a JSON array.
+    pub models: Option<Vec<String>>,
+    /// Requests per minute for this key alone (`None`: no per-key limit).
+    pub rpm: Option<u32>,
 }
 
 /// Which usage to total, over `since_ms <= time_ms < until_ms`.
@@ -183,7 +216,7 @@ macro_rules! select_keys {
     ($tail:literal) => {
         concat!(
             "SELECT id, tenant, project, name, hash, created_ms, expires_ms, revoked_ms, \
-             last_used_ms FROM keys ",
+             last_used_ms, allowed_models, rpm FROM keys ",
             $tail
         )
     };
@@ -198,6 +231,8 @@ type KeyTuple = (
     i64,
     Option<i64>,
     Option<i64>,
+    Option<i64>,
+    Option<String>,
     Option<i64>,
 );
 
@@ -385,9 +420,15 @@ impl Store {
     /// taken is [`StoreError::DuplicateKey`] (generate another key).
     pub async fn insert_key(&self, row: &KeyRow) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO keys (id, tenant, project, name, hash, created_ms, \
-             expires_ms, revoked_ms, last_used_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $6)";
+             expires_ms, revoked_ms, last_used_ms, allowed_models, rpm, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $6)";
         let hash = row.hash.to_hex();
+        let models = row
+            .scope
+            .models
+            .as_ref()
+            .map(|m| serde_json::Value::from(m.clone()).to_string());
+        let rpm = row.scope.rpm.map(i64::from);
         let result = on_pool!(&self.pool, |p| {
             sqlx::query(SQL)
                 .bind(row.id.as_str())
@@ -399,6 +440,8 @@ impl Store {
                 .bind(row.expires_ms)
                 .bind(row.revoked_ms)
                 .bind(row.last_used_ms)
+                .bind(models.as_deref())
+                .bind(rpm)
                 .execute(p)
                 .await
                 .map(drop)
@@ -609,11 +652,31 @@ fn usage_chunks<T>(records: &[T]) -> impl Iterator<Item = &[T]> {
 }
 
 fn key_row(t: KeyTuple) -> Result<KeyRow, StoreError> {
-    let (id, tenant, project, name, hash, created_ms, expires_ms, revoked_ms, last_used_ms) = t;
+    let (
+        id,
+        tenant,
+        project,
+        name,
+        hash,
+        created_ms,
+        expires_ms,
+        revoked_ms,
+        last_used_ms,
+        models,
+        rpm,
+    ) = t;
     let corrupt = |what| StoreError::Corrupt {
         table: "keys",
         what,
     };
+    let models = models
+        .map(|m| serde_json::from_str::<Vec<String>>(&m))
+        .transpose()
+        .map_err(|_| corrupt("allowed_models is not a JSON array of strings"))?;
+    let rpm = rpm
+        .map(u32::try_from)
+        .transpose()
+        .map_err(|_| corrupt("rpm out of range"))?;
     Ok(KeyRow {
         id: KeyId::parse(&id).map_err(|_| corrupt("malformed id"))?,
         hash: KeyHash::from_hex(&hash).ok_or_else(|| corrupt("malformed hash"))?,
@@ -624,9 +687,13 @@ fn key_row(t: KeyTuple) -> Result<KeyRow, StoreError> {
         expires_ms,
         revoked_ms,
         last_used_ms,
+        scope: KeyScope { models, rpm },
     })
 }
 
-// After `on_pool!`, which the tests use too.
+// After `on_pool!`, which they use.
+mod audit;
+mod credentials;
 #[cfg(test)]
 mod tests;
+mod tokens;

@@ -242,6 +242,7 @@ impl GatewayBuilder {
                     expires_ms: *expires_ms,
                     revoked_ms: None,
                     last_used_ms: None,
+                    scope: Default::default(),
                 })
                 .await
                 .unwrap();
