@@ -18,6 +18,9 @@ pub enum ErrorKind {
     RateLimited,
     UpstreamError,
     UpstreamTimeout,
+    /// cordon could not do its own part in time: the store did not answer a
+    /// key lookup.
+    Unavailable,
     NotFound,
     MethodNotAllowed,
 }
@@ -31,6 +34,8 @@ pub enum Side {
     Policy,
     /// The provider (or every provider tried).
     Provider,
+    /// cordon itself, or a service it depends on (the store).
+    Gateway,
 }
 
 impl Side {
@@ -39,6 +44,7 @@ impl Side {
             Side::Client => "client",
             Side::Policy => "policy",
             Side::Provider => "provider",
+            Side::Gateway => "gateway",
         }
     }
 }
@@ -75,6 +81,7 @@ impl ErrorKind {
                 Side::Policy
             }
             ErrorKind::UpstreamError | ErrorKind::UpstreamTimeout => Side::Provider,
+            ErrorKind::Unavailable => Side::Gateway,
         }
     }
 
@@ -87,6 +94,7 @@ impl ErrorKind {
                 | ErrorKind::RequestTimeout
                 | ErrorKind::UpstreamError
                 | ErrorKind::UpstreamTimeout
+                | ErrorKind::Unavailable
         )
     }
 
@@ -102,6 +110,7 @@ impl ErrorKind {
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::UpstreamError => StatusCode::BAD_GATEWAY,
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -117,6 +126,7 @@ impl ErrorKind {
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::UpstreamError => "upstream_error",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::Unavailable => "service_unavailable",
             ErrorKind::NotFound => "not_found",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
         }
@@ -134,7 +144,9 @@ impl ErrorKind {
             ErrorKind::InvalidApiKey => "authentication_error",
             ErrorKind::PolicyDenied => "permission_error",
             ErrorKind::RateLimited => "rate_limit_error",
-            ErrorKind::UpstreamError | ErrorKind::UpstreamTimeout => "api_error",
+            ErrorKind::UpstreamError | ErrorKind::UpstreamTimeout | ErrorKind::Unavailable => {
+                "api_error"
+            }
         }
     }
 
@@ -150,7 +162,7 @@ impl ErrorKind {
             ErrorKind::RequestTooLarge => "request_too_large",
             ErrorKind::RateLimited => "rate_limit_error",
             ErrorKind::UpstreamTimeout => "timeout_error",
-            ErrorKind::UpstreamError => "api_error",
+            ErrorKind::UpstreamError | ErrorKind::Unavailable => "api_error",
         }
     }
 }
@@ -216,12 +228,16 @@ mod tests {
             (ErrorKind::RateLimited, Side::Policy, true),
             (ErrorKind::UpstreamError, Side::Provider, true),
             (ErrorKind::UpstreamTimeout, Side::Provider, true),
+            (ErrorKind::Unavailable, Side::Gateway, true),
         ];
         for (kind, side, retry) in kinds {
             assert_eq!(kind.side(), side, "{kind:?}");
             assert_eq!(kind.retry_may_succeed(), retry, "{kind:?}");
-            // Only the provider's side answers 5xx.
-            assert_eq!(kind.status().is_server_error(), side == Side::Provider);
+            // Only a provider, or what cordon itself depends on, answers 5xx.
+            assert_eq!(
+                kind.status().is_server_error(),
+                matches!(side, Side::Provider | Side::Gateway)
+            );
         }
     }
 }

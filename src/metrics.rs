@@ -46,6 +46,9 @@ pub struct Metrics {
     pub attestation_expiry: GaugeVec,
     /// limit: which bound a client or provider ran into (see [`Limit`]).
     pub limits_exceeded: IntCounterVec,
+    /// result: what a key-cache miss's store lookup found
+    /// ([`crate::auth::Lookup`]: "found" | "unknown" | "limited" | "error").
+    pub key_lookups: IntCounterVec,
 }
 
 /// A bound on what a client or a provider controls (`[server]` keys), as
@@ -176,6 +179,12 @@ impl Metrics {
                 "cordon_limits_exceeded_total",
                 "Requests that ran into a bound on what a client or provider controls.",
                 &["limit"],
+            ),
+            key_lookups: counter(
+                "cordon_key_lookups_total",
+                "Store lookups of key ids missing from the key cache, by result \
+                 (limited: refused without a lookup, over the bound per second).",
+                &["result"],
             ),
             registry,
         }

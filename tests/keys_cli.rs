@@ -366,6 +366,103 @@ fn usage_prints_totals_by_model_and_provider() {
 }
 
 #[test]
+fn usage_groups_by_key_project_and_day_as_table_json_and_csv() {
+    let fx = Fixture::new();
+    // 2026-01-01 and 2026-02-01, UTC.
+    let (jan, feb) = (1_767_225_600_000_i64, 1_769_904_000_000_i64);
+    let with = |time_ms, key: &str, project: Option<&str>, provider| UsageRecord {
+        key_id: key.into(),
+        project: project.map(Into::into),
+        ..record(time_ms, "chat", provider)
+    };
+    runtime().block_on(async {
+        let store = Store::connect(&fx.store_url()).await.unwrap();
+        store
+            .insert_usage(&[
+                with(jan, "key00001", Some("research"), Some("eu-host")),
+                with(jan + 86_399_999, "key00001", None, Some("eu-host")),
+                with(feb, "key00002", Some("research"), None),
+                with(feb + 1, "key00002", Some("ops, \"eu\""), Some("eu-host")),
+            ])
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    let usage = |extra: &[&str]| {
+        let mut args = vec!["usage", "--tenant", "acme"];
+        args.extend_from_slice(extra);
+        let out = fx.cordon(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+
+    let table = usage(&["--by", "day"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[1].starts_with("DAY"), "{table}");
+    assert!(lines[2].starts_with("2026-01-01  2 "), "{table}");
+    assert!(lines[3].starts_with("2026-02-01  2 "), "{table}");
+    assert!(lines[4].starts_with("total"), "{table}");
+
+    let json = usage(&["--by", "project", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!([
+            {"project": "(none)", "requests": 1, "prompt_tokens": 100, "completion_tokens": 7, "refused": 0},
+            {"project": "ops, \"eu\"", "requests": 1, "prompt_tokens": 100, "completion_tokens": 7, "refused": 0},
+            {"project": "research", "requests": 2, "prompt_tokens": 100, "completion_tokens": 7, "refused": 1},
+        ])
+    );
+
+    assert_eq!(
+        usage(&["--by", "project", "--format", "csv"]),
+        "project,requests,prompt_tokens,completion_tokens,refused\n\
+         (none),1,100,7,0\n\
+         \"ops, \"\"eu\"\"\",1,100,7,0\n\
+         research,2,100,7,1\n"
+    );
+    assert_eq!(
+        usage(&["--by", "key", "--format", "csv", "--until", "2026-02-01"]),
+        "key,requests,prompt_tokens,completion_tokens,refused\n\
+         key00001,2,200,14,0\n",
+        "until is exclusive: February is left out"
+    );
+    assert_eq!(
+        usage(&["--format", "csv", "--since", "2026-02-01"]),
+        "requests,prompt_tokens,completion_tokens,refused\n2,100,7,1\n",
+        "without --by: one row in all"
+    );
+    let json = usage(&[
+        "--by",
+        "provider",
+        "--format",
+        "json",
+        "--since",
+        "2027-01-01",
+    ]);
+    assert_eq!(json.trim(), "[]", "no requests: an empty array");
+
+    let table = usage(&["--since", "2026-01-15", "--until", "2026-03-01"]);
+    assert!(
+        table.contains("since 2026-01-15 00:00 UTC, until 2026-03-01 00:00 UTC"),
+        "{table}"
+    );
+    let out = fx.cordon(&[
+        "usage",
+        "--tenant",
+        "acme",
+        "--since",
+        "2026-03-01",
+        "--until",
+        "2026-02-01",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--since must be before --until"));
+    let out = fx.cordon(&["usage", "--tenant", "acme", "--format", "xml"]);
+    assert!(!out.status.success());
+}
+
+#[test]
 fn usage_and_keys_report_an_unreachable_store_without_its_url() {
     let fx = Fixture::new();
     let gateway = GATEWAY.replace(

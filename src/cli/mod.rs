@@ -91,11 +91,17 @@ enum Command {
         #[arg(long)]
         tenant: String,
         /// Start of the period: a duration ago (1h, 7d) or a day (YYYY-MM-DD, UTC). Default: all time.
-        #[arg(long, value_parser = usage::parse_since)]
-        since: Option<usage::Since>,
-        /// Break the totals down by model or by provider.
+        #[arg(long, value_parser = usage::parse_when)]
+        since: Option<usage::When>,
+        /// End of the period, not included: a duration ago (1h, 7d) or a day (YYYY-MM-DD: up to its start, UTC). Default: no end.
+        #[arg(long, value_parser = usage::parse_when)]
+        until: Option<usage::When>,
+        /// Break the totals down by provider, model, key, project (none: `(none)`) or UTC day.
         #[arg(long, value_enum)]
         by: Option<usage::By>,
+        /// Output: an aligned table with a total row, a JSON array of objects, or CSV with a header row.
+        #[arg(long, value_enum, default_value = "table")]
+        format: usage::Format,
     },
     /// Start a complete gateway on SIMULATED local providers, with demo keys and commands to try.
     Demo {
@@ -271,9 +277,17 @@ pub fn run() -> ExitCode {
             config,
             tenant,
             since,
+            until,
             by,
+            format,
         } => {
-            let args = usage::Args { tenant, since, by };
+            let args = usage::Args {
+                tenant,
+                since,
+                until,
+                by,
+                format,
+            };
             usage::run(&config, &args, &mut out, &mut err)
         }
         Command::Demo { listen } => demo::run(listen, &mut out, &mut err),

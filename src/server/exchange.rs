@@ -31,6 +31,7 @@ use crate::metrics::Limit;
 use crate::policy::{Decision, Layer, ProviderId, parse_require};
 use crate::protocol::translate::{TranslateError, Wire};
 use crate::protocol::{self, openai};
+use crate::store::StoreError;
 use crate::stream::body::{Ended, Failure, RelayBody, StreamEnd};
 use crate::stream::sse::{Relay, Tokens};
 use crate::upstream::{AttemptError, Endpoint, Upstream, UpstreamResponse};
@@ -86,7 +87,7 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
         "/v1/embeddings" => Some(Endpoint::Embeddings),
         "/v1/messages" => Some(Endpoint::Messages),
         "/v1/models" if req.method() == Method::GET => {
-            return models(&state, req.headers(), &request_id);
+            return models(&state, req.headers(), &request_id).await;
         }
         _ => None,
     };
@@ -195,7 +196,7 @@ async fn proxy(
     req: hyper::Request<Incoming>,
 ) -> Result<Reply, GatewayError> {
     let snap = ex.rec.state.snapshot.load_full();
-    let principal = authenticate(ex, req.headers())?;
+    let principal = authenticate(ex, req.headers()).await?;
     admit(ex, &snap, &principal)?;
     let require = require_header(req.headers())?;
     let body = read(ex, &snap, req.into_body()).await?;
@@ -223,16 +224,30 @@ struct Candidates {
     failover: bool,
 }
 
-/// Stage 1: the key, checked against the in-memory cache only.
-fn authenticate(ex: &mut Exchange, headers: &HeaderMap) -> Result<Principal, GatewayError> {
-    let principal = ex
-        .rec
-        .state
-        .keys
-        .authenticate(headers, ex.rec.time_ms)
-        .map_err(auth_error)?;
+/// Stage 1: the key, checked against the in-memory cache; an id the cache
+/// does not hold is looked up in the store (single-flight, bounded, at most
+/// `auth::LOOKUP_TIMEOUT`: see `auth::lookup`).
+async fn authenticate(ex: &mut Exchange, headers: &HeaderMap) -> Result<Principal, GatewayError> {
+    let principal = principal(&ex.rec.state, headers, ex.rec.time_ms).await?;
     ex.rec.principal = Some(principal.clone());
     Ok(principal)
+}
+
+/// The caller's key, from the cache or, on a miss, the store.
+async fn principal(
+    state: &State,
+    headers: &HeaderMap,
+    now_ms: i64,
+) -> Result<Principal, GatewayError> {
+    let store = &state.store;
+    state
+        .keys
+        .authenticate_or_fetch(headers, now_ms, async |id| {
+            let row = store.get_key(&id).await?;
+            Ok::<_, StoreError>(row.map(super::key_state))
+        })
+        .await
+        .map_err(auth_error)
 }
 
 /// Stage 2: rate limits, before the body is read, so a client that trickles
@@ -838,10 +853,10 @@ impl StreamReply {
 }
 
 /// `GET /v1/models`: only the models this key may reach today.
-fn models(state: &State, headers: &HeaderMap, request_id: &str) -> Response<Body> {
-    let principal = match state.keys.authenticate(headers, clock::now_ms()) {
+async fn models(state: &State, headers: &HeaderMap, request_id: &str) -> Response<Body> {
+    let principal = match principal(state, headers, clock::now_ms()).await {
         Ok(p) => p,
-        Err(e) => return error_response(&auth_error(e), ClientApi::OpenAi, request_id, None, None),
+        Err(e) => return error_response(&e, ClientApi::OpenAi, request_id, None, None),
     };
     let snap = state.snapshot.load();
     let today = clock::today();
@@ -1219,8 +1234,17 @@ fn translate_error(e: TranslateError) -> GatewayError {
     }
 }
 
+/// A refused key is a 401; a key that could not be checked (the store did
+/// not answer a lookup in time) a 503 with `retry-after: 1`.
 fn auth_error(e: AuthError) -> GatewayError {
-    GatewayError::new(ErrorKind::InvalidApiKey, e.to_string())
+    match e {
+        AuthError::Unavailable => {
+            let mut g = GatewayError::new(ErrorKind::Unavailable, e.to_string());
+            g.retry_after = Some(1);
+            g
+        }
+        _ => GatewayError::new(ErrorKind::InvalidApiKey, e.to_string()),
+    }
 }
 
 fn is_retryable(status: StatusCode) -> bool {

@@ -2,6 +2,11 @@
 //! `[tls]` is set) and the admin API on `admin_listen`. Owns the shared
 //! [`State`] and the background tasks (key refresh, usage writer), and shuts
 //! down gracefully: stop accepting, finish in-flight exchanges, flush usage.
+//!
+//! The key refresh re-reads, every `auth::REFRESH_MS`, the keys changed since
+//! its previous run (with an overlap: `store::next_key_sync_since`) and
+//! replaces their cache entries, those a request's lookup added included, so
+//! a revocation reaches every replica within about a second.
 
 mod admin;
 mod bridge;
@@ -26,7 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::auth::{KeyCache, KeyState, REFRESH_MS};
+use crate::auth::{KeyCache, KeyState, LOOKUPS_PER_SECOND, REFRESH_MS};
 use crate::clock;
 use crate::config::{Config, Env, ServerLimits};
 use crate::health::Health;
@@ -163,7 +168,7 @@ impl Running {
         let (usage, writer) = usage::channel(store.clone(), metrics.clone(), spool);
         let state = Arc::new(State {
             snapshot: ArcSwap::from_pointee(snapshot),
-            keys: KeyCache::new(),
+            keys: KeyCache::with_lookups(LOOKUPS_PER_SECOND, metrics.key_lookups.clone()),
             metrics,
             usage,
             store: store.clone(),
@@ -347,20 +352,21 @@ async fn refresh_keys(state: &State, previous_start: Option<i64>) -> Result<(), 
         .store
         .keys_updated_since(store::next_key_sync_since(previous_start))
         .await?;
-    state.keys.apply(
-        rows.into_iter()
-            .map(|r| KeyState {
-                id: r.id,
-                tenant: r.tenant,
-                project: r.project,
-                hash: r.hash,
-                expires_ms: r.expires_ms,
-                revoked: r.revoked_ms.is_some(),
-                last_used_ms: r.last_used_ms,
-            })
-            .collect(),
-    );
+    state.keys.apply(rows.into_iter().map(key_state).collect());
     Ok(())
+}
+
+/// What the key cache needs of a stored key.
+fn key_state(r: store::KeyRow) -> KeyState {
+    KeyState {
+        id: r.id,
+        tenant: r.tenant,
+        project: r.project,
+        hash: r.hash,
+        expires_ms: r.expires_ms,
+        revoked: r.revoked_ms.is_some(),
+        last_used_ms: r.last_used_ms,
+    }
 }
 
 /// The earliest date after which each provider's terms stop counting

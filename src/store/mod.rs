@@ -144,25 +144,91 @@ pub struct KeyScope {
 pub struct UsageQuery {
     /// `None`: every tenant.
     pub tenant: Option<String>,
+    /// `i64::MIN`: from the first record.
     pub since_ms: i64,
+    /// Exclusive; `i64::MAX`: up to the last record.
     pub until_ms: i64,
     pub group_by: GroupBy,
 }
 
+/// What [`Store::usage_totals`] groups by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupBy {
     /// By requested (public) model name.
     Model,
     /// By provider; requests refused before routing count under [`NO_PROVIDER`].
     Provider,
+    /// By key id.
+    Key,
+    /// By project; requests of keys bound to none count under [`NO_PROJECT`].
+    Project,
+    /// By UTC day of the request, `YYYY-MM-DD`.
+    Day,
     /// One total, under the group [`ALL`].
     None,
 }
 
 /// The group of requests that reached no provider, in [`GroupBy::Provider`].
 pub const NO_PROVIDER: &str = "(none)";
+/// The group of requests of keys bound to no project, in [`GroupBy::Project`].
+pub const NO_PROJECT: &str = "(none)";
 /// The only group of [`GroupBy::None`].
 pub const ALL: &str = "(all)";
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+impl GroupBy {
+    /// Every grouping, in the order of [`GroupBy::name`]'s documentation.
+    pub const ALL: [GroupBy; 6] = [
+        GroupBy::Provider,
+        GroupBy::Model,
+        GroupBy::Key,
+        GroupBy::Project,
+        GroupBy::Day,
+        GroupBy::None,
+    ];
+
+    /// `provider`, `model`, `key`, `project`, `day` or `none`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupBy::Provider => "provider",
+            GroupBy::Model => "model",
+            GroupBy::Key => "key",
+            GroupBy::Project => "project",
+            GroupBy::Day => "day",
+            GroupBy::None => "none",
+        }
+    }
+
+    /// The grouping called `name` (see [`GroupBy::name`]).
+    pub fn from_name(name: &str) -> Option<GroupBy> {
+        GroupBy::ALL.into_iter().find(|g| g.name() == name)
+    }
+
+    /// The SQL expression of the group, written once for both backends.
+    /// A day is grouped by its number since 1970-01-01 (floor division, also
+    /// before 1970) and named in Rust: SQLite and PostgreSQL share no date
+    /// formatting function, but integer division they do.
+    fn sql(self) -> &'static str {
+        match self {
+            GroupBy::Model => "model",
+            GroupBy::Provider => "COALESCE(provider, '(none)')",
+            GroupBy::Key => "key_id",
+            GroupBy::Project => "COALESCE(project, '(none)')",
+            GroupBy::Day => "(time_ms - CASE WHEN time_ms < 0 THEN 86399999 ELSE 0 END) / 86400000",
+            GroupBy::None => "'(all)'",
+        }
+    }
+}
+
+/// `YYYY-MM-DD` of a day number since 1970-01-01 (UTC).
+fn day_name(day: &str) -> Option<String> {
+    let day: i64 = day.parse().ok()?;
+    let secs = day.checked_mul(MS_PER_DAY / 1_000)?;
+    let date = time::OffsetDateTime::from_unix_timestamp(secs).ok()?.date();
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    date.format(&format).ok()
+}
 
 /// Totals for one group, sorted by group in [`Store::usage_totals`]'s result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -583,13 +649,9 @@ impl Store {
     }
 
     /// Request and token totals over `since_ms <= time_ms < until_ms`, one
-    /// entry per group that has requests, sorted by group.
+    /// entry per group that has requests, sorted by group (byte order).
     pub async fn usage_totals(&self, q: &UsageQuery) -> Result<Vec<UsageTotal>, StoreError> {
-        let group = match q.group_by {
-            GroupBy::Model => "model",
-            GroupBy::Provider => "COALESCE(provider, '(none)')",
-            GroupBy::None => "'(all)'",
-        };
+        let group = q.group_by.sql();
         let tenant = if q.tenant.is_some() {
             "tenant = $3 AND "
         } else {
@@ -613,19 +675,32 @@ impl Store {
             query.fetch_all(p).await
         })
         .map_err(StoreError::db("usage_totals"))?;
-        Ok(rows
+        let mut totals = rows
             .into_iter()
             .filter(|r| r.1 > 0)
             .map(
-                |(group, requests, prompt_tokens, completion_tokens, refused)| UsageTotal {
-                    group,
-                    requests,
-                    prompt_tokens,
-                    completion_tokens,
-                    refused,
+                |(group, requests, prompt_tokens, completion_tokens, refused)| {
+                    let group = match q.group_by {
+                        GroupBy::Day => day_name(&group).ok_or(StoreError::Corrupt {
+                            table: "usage",
+                            what: "time out of range",
+                        })?,
+                        _ => group,
+                    };
+                    Ok(UsageTotal {
+                        group,
+                        requests,
+                        prompt_tokens,
+                        completion_tokens,
+                        refused,
+                    })
                 },
             )
-            .collect())
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // By bytes, whatever the database's collation; day numbers came
+        // back ordered as text, their names sort by date.
+        totals.sort_by(|a, b| a.group.cmp(&b.group));
+        Ok(totals)
     }
 }
 

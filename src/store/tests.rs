@@ -179,6 +179,7 @@ on_both_backends!(
     touch_keys_moves_last_used_forward_only,
     usage_records_keep_every_field,
     usage_totals_group_and_filter,
+    usage_totals_by_key_project_and_day,
     usage_batches_larger_than_one_insert,
     ping_answers_until_closed,
     key_scope_is_stored_and_read_back,
@@ -697,6 +698,90 @@ async fn usage_totals_group_and_filter(db: &TestDb) {
             .is_empty(),
         "no requests, no groups"
     );
+}
+
+async fn usage_totals_by_key_project_and_day(db: &TestDb) {
+    let s = &db.store;
+    // 2026-01-01 00:00 UTC, and a day in 1969 (before the epoch).
+    let jan1 = 1_767_225_600_000;
+    let record = |time_ms, key: &str, project: Option<&str>, provider| UsageRecord {
+        key_id: key.into(),
+        project: project.map(Into::into),
+        request_id: format!("req-{key}-{time_ms}").into(),
+        ..usage("acme", time_ms, "gpt-4o", provider)
+    };
+    let records = [
+        record(jan1, "key00001", Some("research"), Some("azure-fr")),
+        record(jan1 + 86_399_999, "key00001", None, Some("azure-fr")),
+        record(jan1 + 86_400_000, "key00002", Some("research"), None),
+        record(
+            jan1 + 10 * 86_400_000,
+            "key00002",
+            Some("ops"),
+            Some("azure-fr"),
+        ),
+        record(-1, "key00003", None, Some("azure-fr")),
+        record(-86_400_000, "key00003", None, Some("azure-fr")),
+        UsageRecord {
+            tenant: "globex".into(),
+            ..record(jan1, "key00009", None, Some("azure-fr"))
+        },
+    ];
+    s.insert_usage(&records).await.unwrap();
+    let q = |group_by| UsageQuery {
+        tenant: Some("acme".to_owned()),
+        since_ms: i64::MIN,
+        until_ms: i64::MAX,
+        group_by,
+    };
+    let total = |group: &str, requests, prompt_tokens, completion_tokens, refused| UsageTotal {
+        group: group.to_owned(),
+        requests,
+        prompt_tokens,
+        completion_tokens,
+        refused,
+    };
+    assert_eq!(
+        s.usage_totals(&q(GroupBy::Key)).await.unwrap(),
+        [
+            total("key00001", 2, 20, 10, 0),
+            total("key00002", 2, 10, 5, 1),
+            total("key00003", 2, 20, 10, 0),
+        ]
+    );
+    assert_eq!(
+        s.usage_totals(&q(GroupBy::Project)).await.unwrap(),
+        [
+            total(NO_PROJECT, 3, 30, 15, 0),
+            total("ops", 1, 10, 5, 0),
+            total("research", 2, 10, 5, 1),
+        ]
+    );
+    assert_eq!(
+        s.usage_totals(&q(GroupBy::Day)).await.unwrap(),
+        [
+            total("1969-12-31", 2, 20, 10, 0),
+            total("2026-01-01", 2, 20, 10, 0),
+            total("2026-01-02", 1, 0, 0, 1),
+            total("2026-01-11", 1, 10, 5, 0),
+        ],
+        "UTC days in date order; the last millisecond of a day is in it"
+    );
+    let january = UsageQuery {
+        since_ms: jan1,
+        until_ms: jan1 + 86_400_000,
+        ..q(GroupBy::Day)
+    };
+    assert_eq!(
+        s.usage_totals(&january).await.unwrap(),
+        [total("2026-01-01", 2, 20, 10, 0)],
+        "until is exclusive"
+    );
+    let every_tenant = UsageQuery {
+        tenant: None,
+        ..q(GroupBy::Key)
+    };
+    assert_eq!(s.usage_totals(&every_tenant).await.unwrap().len(), 4);
 }
 
 async fn usage_batches_larger_than_one_insert(db: &TestDb) {
@@ -1297,6 +1382,18 @@ fn debug_output_holds_no_secret() {
     let text = format!("{row:?}");
     assert!(!text.contains(&new.hash.to_hex()), "{text}");
     assert!(text.contains("KeyHash(..)"), "{text}");
+}
+
+#[test]
+fn group_names_round_trip_and_days_are_named_in_utc() {
+    for g in GroupBy::ALL {
+        assert_eq!(GroupBy::from_name(g.name()), Some(g));
+    }
+    assert_eq!(GroupBy::from_name("tenant"), None);
+    assert_eq!(super::day_name("0").as_deref(), Some("1970-01-01"));
+    assert_eq!(super::day_name("-1").as_deref(), Some("1969-12-31"));
+    assert_eq!(super::day_name("20454").as_deref(), Some("2026-01-01"));
+    assert_eq!(super::day_name("x"), None);
 }
 
 #[test]

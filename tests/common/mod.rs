@@ -10,6 +10,7 @@
 )]
 
 pub mod mock;
+pub mod pg;
 pub mod records;
 
 use std::collections::HashMap;
@@ -70,6 +71,8 @@ pub struct GatewayBuilder {
     gateway_tail: String,
     files: Vec<(String, Vec<u8>)>,
     serve_args: Vec<String>,
+    /// `[store] url`; `None`: `sqlite://cordon.db` beside the gateway file.
+    store_url: Option<String>,
 }
 
 pub struct Gateway {
@@ -189,6 +192,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// The store the gateway (and the keys made before it starts) uses,
+    /// instead of a SQLite file of its own.
+    pub fn store_url(mut self, url: &str) -> Self {
+        self.store_url = Some(url.to_owned());
+        self
+    }
+
     pub fn server_extra(mut self, lines: &str) -> Self {
         self.server_extra.push_str(lines);
         self.server_extra.push('\n');
@@ -199,8 +209,9 @@ impl GatewayBuilder {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("policies")).unwrap();
         let mut gw = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{}\n[store]\nurl = \"sqlite://cordon.db\"\n",
-            self.server_extra
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{}\n[store]\nurl = \"{}\"\n",
+            self.server_extra,
+            self.store_url.as_deref().unwrap_or("sqlite://cordon.db")
         );
         for p in &self.providers {
             gw.push_str(&format!(
@@ -224,9 +235,11 @@ impl GatewayBuilder {
 
         // Keys go in the store before the server starts, which loads them all.
         let db = dir.path().join("cordon.db");
-        let store = Store::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap();
+        let url = self
+            .store_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", db.display()));
+        let store = Store::connect(&url).await.unwrap();
         let mut keys = Vec::new();
         let mut key_ids = Vec::new();
         for (tenant, project, expires_ms) in &self.keys {
