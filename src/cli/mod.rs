@@ -2,7 +2,7 @@
 
 mod check;
 mod demo;
-mod explain;
+pub(crate) mod explain;
 mod keys;
 pub mod log_fields;
 mod serve;
