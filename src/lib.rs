@@ -12,6 +12,8 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+// BYOK sealing; `pub` until the admin API that stores credentials uses it.
+pub mod credentials;
 pub(crate) mod demo;
 pub(crate) mod error;
 #[cfg(feature = "fuzzing")]

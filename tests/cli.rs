@@ -210,3 +210,119 @@ fn check_prints_routes_per_tenant_and_project() {
     // `embed` is served only from the US: refused, with the reason.
     assert!(s.contains("none (us-host: processing_in)"), "{s}");
 }
+
+/// The fixture with a credential for each provider: `eu-host` from the
+/// variable `CORDON_TEST_EU_KEY`, `us-host` from the file `secrets/us`.
+fn fixture_with_credentials() -> (tempfile::TempDir, PathBuf) {
+    let (dir, path) = fixture();
+    let gateway = GATEWAY
+        .replace(
+            "priority = 20\n",
+            "priority = 20\nauth = { env = \"CORDON_TEST_EU_KEY\" }\n",
+        )
+        .replace(
+            "priority = 10\n",
+            "priority = 10\nauth = { header = \"api-key\", file = \"secrets/us\" }\n",
+        );
+    fs::write(&path, gateway).unwrap();
+    (dir, path)
+}
+
+fn explain_json(cfg: &Path, eu_key: Option<&str>) -> Value {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cordon"));
+    cmd.args(["explain", "--tenant", "acme", "--model", "chat"])
+        .args(["--at", "2027-01-01", "--json", "--config"])
+        .arg(cfg)
+        .env_remove("CORDON_TEST_EU_KEY");
+    if let Some(k) = eu_key {
+        cmd.env("CORDON_TEST_EU_KEY", k);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stdout).contains("canary"),
+        "no credential is shown"
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn explain_shows_a_provider_without_a_credential_as_not_eligible() {
+    let (dir, cfg) = fixture_with_credentials();
+    // `eu-host` passes the policy, but its variable is unset.
+    let v = explain_json(&cfg, None);
+    assert_eq!(v["eligible"], serde_json::json!([]));
+    let ids: Vec<&str> = v["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["us-host", "eu-host"], "the others by (priority, id)");
+    let eu = &v["providers"][1];
+    assert_eq!(eu["eligible"], false);
+    assert_eq!(
+        eu["failed_rules"],
+        serde_json::json!([{
+            "rule": "credential",
+            "layer": "provider",
+            "detail": "credential variable `CORDON_TEST_EU_KEY` is not set",
+        }])
+    );
+    // `us-host` fails the policy and has no credential file: both reported.
+    let us: Vec<&str> = v["providers"][0]["failed_rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(us, ["processing_in", "credential"]);
+    let detail = v["providers"][0]["failed_rules"][1]["detail"]
+        .as_str()
+        .unwrap();
+    assert!(detail.starts_with("credential file "), "{detail}");
+    assert!(detail.contains("secrets/us cannot be read"), "{detail}");
+
+    // With the credential set, `eu-host` is eligible again.
+    let v = explain_json(&cfg, Some("canary-eu-1"));
+    assert_eq!(v["eligible"], serde_json::json!(["eu-host"]));
+    assert_eq!(v["providers"][0]["failed_rules"], serde_json::json!([]));
+
+    // Text output names the rule too.
+    fs::create_dir(dir.path().join("secrets")).unwrap();
+    fs::write(dir.path().join("secrets/us"), "canary-us-1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["explain", "--tenant", "acme", "--model", "embed"])
+        .args(["--at", "2027-01-01", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let s = text(&out.stdout);
+    assert!(s.contains("us-host — not eligible"), "{s}");
+    assert!(!s.contains("credential"), "the file is there now: {s}");
+}
+
+#[test]
+fn check_warns_of_a_missing_credential_and_still_succeeds() {
+    let (_dir, cfg) = fixture_with_credentials();
+    let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["check", "--at", "2027-01-01", "--config"])
+        .arg(&cfg)
+        .env_remove("CORDON_TEST_EU_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 2, "{err}");
+    assert!(
+        warnings[0].starts_with(
+            "warning: provider `eu-host` has no credential (credential variable \
+             `CORDON_TEST_EU_KEY` is not set)"
+        ),
+        "{err}"
+    );
+    assert!(
+        warnings[1].starts_with("warning: provider `us-host` has no credential (credential file ")
+    );
+}

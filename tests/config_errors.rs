@@ -1065,3 +1065,129 @@ fn min_tls_on_a_plain_http_base_url() {
         &["https://"],
     );
 }
+
+// === provider credentials ===
+
+#[test]
+fn auth_needs_exactly_one_of_env_and_file() {
+    for auth in [
+        r#"auth = { header = "api-key", env = "AZURE_FR_KEY", file = "secrets/azure-fr" }"#,
+        r#"auth = { header = "api-key" }"#,
+    ] {
+        let gw = edit(
+            GATEWAY,
+            r#"auth = { header = "api-key", env = "AZURE_FR_KEY" }"#,
+            auth,
+        );
+        let f = Fixture::with_gateway(&gw);
+        assert_one_error(
+            &f.check(&[]),
+            f.gateway(),
+            line_of(&gw, "auth = {"),
+            "providers.auth",
+            &["exactly one of `env`", "`file`"],
+        );
+    }
+}
+
+#[test]
+fn check_warns_of_each_provider_without_a_credential() {
+    // The fixture's `azure-fr` reads `AZURE_FR_KEY`, which `check` leaves unset.
+    let f = Fixture::with_policy(POLICY);
+    let out = f.check(&[]);
+    assert_passes(&out);
+    let (stderr, ctx) = context(&out);
+    assert!(
+        stderr.contains(
+            "warning: provider `azure-fr` has no credential (credential variable `AZURE_FR_KEY` \
+             is not set); it will not be used"
+        ),
+        "{ctx}"
+    );
+    let out = f.check(&[("AZURE_FR_KEY", "canary-5c1d")]);
+    assert_passes(&out);
+    let (stderr, ctx) = context(&out);
+    assert!(!stderr.contains("warning"), "{ctx}");
+    assert!(
+        !stderr.contains("canary-5c1d")
+            && !String::from_utf8_lossy(&out.stdout).contains("canary-5c1d")
+    );
+
+    // A credential file, relative to the gateway file: missing, empty, present.
+    let gw = edit(
+        GATEWAY,
+        r#"env = "AZURE_FR_KEY""#,
+        r#"file = "secrets/azure-fr""#,
+    );
+    let f = Fixture::with_gateway(&gw);
+    let file = f.dir.path().join("secrets/azure-fr");
+    let out = f.check(&[]);
+    assert_passes(&out);
+    let (stderr, ctx) = context(&out);
+    let expected = format!(
+        "warning: provider `azure-fr` has no credential (credential file {} cannot be read",
+        file.display()
+    );
+    assert!(stderr.contains(&expected), "{ctx}");
+    std::fs::create_dir(f.dir.path().join("secrets")).expect("create secrets directory");
+    std::fs::write(&file, "\n").expect("write credential file");
+    let (stderr, ctx) = context(&f.check(&[]));
+    assert!(
+        stderr.contains(&format!("(credential file {} is empty)", file.display())),
+        "{ctx}"
+    );
+    std::fs::write(&file, "canary-77ab\n").expect("write credential file");
+    let out = f.check(&[]);
+    assert_passes(&out);
+    let (stderr, ctx) = context(&out);
+    assert!(!stderr.contains("warning"), "{ctx}");
+    assert!(!ctx.contains("canary-77ab"));
+}
+
+// === the admin listener's TLS ===
+
+#[test]
+fn admin_tls_files_must_be_readable() {
+    let gw = format!(
+        "{GATEWAY}\n[admin_tls]\ncert = \"admin.pem\"\nkey = \"admin.key\"\nclient_ca = \"clients-ca.pem\"\n"
+    );
+    let f = Fixture::with_gateway(&gw);
+    assert_rejected(
+        &f.check(&[]),
+        &[
+            at(
+                f.gateway(),
+                line_of(&gw, "admin.pem"),
+                "admin_tls.cert",
+                &["admin.pem", "cannot read"],
+            ),
+            at(
+                f.gateway(),
+                line_of(&gw, "admin.key"),
+                "admin_tls.key",
+                &["admin.key", "cannot read"],
+            ),
+            at(
+                f.gateway(),
+                line_of(&gw, "clients-ca.pem"),
+                "admin_tls.client_ca",
+                &["clients-ca.pem", "cannot read"],
+            ),
+        ],
+    );
+    for name in ["admin.pem", "admin.key", "clients-ca.pem"] {
+        std::fs::write(f.dir.path().join(name), "x").expect("write file");
+    }
+    assert_passes(&f.check(&[]));
+
+    // `cert` and `key` are required.
+    let gw = format!("{GATEWAY}\n[admin_tls]\ncert = \"admin.pem\"\n");
+    let f = Fixture::with_gateway(&gw);
+    assert_one_error(
+        &f.check(&[]),
+        f.gateway(),
+        line_of(&gw, "[admin_tls]"),
+        "admin_tls.key",
+        &["missing field `key`"],
+    );
+}

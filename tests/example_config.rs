@@ -217,10 +217,15 @@ fn credentials_are_referenced_never_inlined() {
     // CI runs `cordon check` with no provider variables set.
     assert!(!text.contains("${"), "the example must not need env vars");
     for u in &cfg.upstreams {
-        assert!(!u.auth.env.is_empty(), "{}: no auth.env", u.id);
+        let auth = u.auth.as_ref().unwrap();
+        assert!(
+            matches!(&auth.source, config::CredentialSource::Env(v) if !v.is_empty()),
+            "{}: no auth.env",
+            u.id
+        );
         assert!(u.base_url.starts_with("https://"), "{}", u.id);
         if u.api == config::Api::Anthropic {
-            assert_eq!(u.auth.header, "x-api-key", "{}", u.id);
+            assert_eq!(auth.header, "x-api-key", "{}", u.id);
             let version = u.headers.iter().find(|(h, _)| h == "anthropic-version");
             assert_eq!(
                 version.map(|(_, v)| v.expose().as_str()),

@@ -1,10 +1,13 @@
 //! `cordon check`: validate everything; on success print, for each tenant and
-//! project, which providers serve each model in routing order, or why none can.
+//! project, which providers serve each model in routing order, or why none can,
+//! and warn (on stderr, exit code unchanged) of each provider whose credential
+//! cannot be read here.
 
 use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::config::ProcessEnv;
 use crate::policy::{Date, Decision, Table};
 
 pub fn run(
@@ -32,6 +35,14 @@ pub fn run(
         }
     )?;
     print_routes(table, today, out)?;
+    // Routes above are the policy's; a provider without a credential is
+    // never sent a request, and `cordon explain` shows it as not eligible.
+    for (id, why) in cfg.missing_credentials(&ProcessEnv) {
+        writeln!(
+            err,
+            "warning: provider `{id}` has no credential ({why}); it will not be used"
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,13 +1,16 @@
 //! `cordon explain`: every provider serving a model for one tenant (and
-//! project), eligible or not, with each failed rule in plain words.
+//! project), eligible or not, with each failed rule in plain words. A
+//! provider without a credential is not eligible (rule `credential`).
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::json;
 
-use crate::policy::{Date, Explanation};
+use crate::config::{Config, ProcessEnv};
+use crate::policy::{Date, ExplainError, Explanation};
 
 pub struct Args {
     pub tenant: String,
@@ -26,12 +29,18 @@ pub fn run(
     let Some(cfg) = super::load_or_report(config, err)? else {
         return Ok(ExitCode::FAILURE);
     };
-    let ex = match cfg.table.explain(
+    let unusable: HashMap<String, String> = cfg
+        .missing_credentials(&ProcessEnv)
+        .into_iter()
+        .map(|(id, why)| (id, why.to_string()))
+        .collect();
+    let ex = match explain_usable(
+        &cfg,
+        &unusable,
         &args.tenant,
         args.project.as_deref(),
         &args.model,
         args.at,
-        None,
     ) {
         Ok(ex) => ex,
         Err(e) => {
@@ -45,6 +54,24 @@ pub fn run(
         write_text(&ex, args.at, out)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The explanation shared by `cordon explain` and `POST /admin/explain`:
+/// the policy's verdicts, where each provider in `unusable` (provider id →
+/// why it cannot be sent anything, e.g. "credential variable `X` is not
+/// set") also fails the rule `credential` and is not eligible.
+pub(crate) fn explain_usable(
+    cfg: &Config,
+    unusable: &HashMap<String, String>,
+    tenant: &str,
+    project: Option<&str>,
+    model: &str,
+    day: Date,
+) -> Result<Explanation, ExplainError> {
+    cfg.table
+        .explain_with(tenant, project, model, day, None, &|id| {
+            unusable.get(id.as_str()).cloned()
+        })
 }
 
 /// The JSON shape shared with `POST /admin/explain`.

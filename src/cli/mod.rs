@@ -5,7 +5,7 @@ mod admin_token;
 mod audit;
 mod check;
 mod demo;
-mod explain;
+pub(crate) mod explain;
 mod keys;
 pub mod log_fields;
 mod serve;

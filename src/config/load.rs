@@ -16,8 +16,9 @@ use toml::value::Datetime;
 use super::env::{Env, expand, is_var_name};
 use super::error::{ConfigError, ConfigErrors, Reporter};
 use super::{
-    Api, Auth, Config, DEFAULT_MAX_BODY_BYTES, DEFAULT_PRIORITY, DEFAULT_TIMEOUT_MS, LimitsBackend,
-    MinTls, PolicyFile, Server, ServerLimits, Tls, Upstream, raw,
+    AdminTls, Api, Auth, Config, CredentialSource, DEFAULT_MAX_BODY_BYTES, DEFAULT_PRIORITY,
+    DEFAULT_TIMEOUT_MS, LimitsBackend, MinTls, PolicyFile, Server, ServerLimits, Tls, Upstream,
+    raw,
 };
 use crate::policy::{
     Certification, Country, Date, Dpa, Layer, LayerKind, Limits, Provider, ProviderId, Region,
@@ -89,6 +90,7 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigErrors> {
     let Gateway {
         server,
         tls,
+        admin_tls,
         store_url,
         usage_spool,
         limits_backend,
@@ -113,6 +115,7 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigErrors> {
         file: path.to_path_buf(),
         server,
         tls,
+        admin_tls,
         store_url,
         usage_spool,
         limits_backend,
@@ -233,6 +236,7 @@ fn server_limits(s: &raw::Server, r: &mut Reporter<'_>) -> Option<ServerLimits> 
 struct Gateway {
     server: Option<Server>,
     tls: Option<Tls>,
+    admin_tls: Option<AdminTls>,
     store_url: Option<Secret<String>>,
     usage_spool: Option<PathBuf>,
     limits_backend: Option<LimitsBackend>,
@@ -301,6 +305,36 @@ impl Gateway {
             Some(Tls {
                 cert: base.join(cert),
                 key: base.join(key),
+            })
+        });
+
+        let admin_tls = gw.admin_tls.as_ref().and_then(|t| {
+            // Read when the admin listener starts; checked here so that
+            // `cordon check` names a missing file.
+            let file = |s: &Spanned<String>, key: &str, r: &mut Reporter<'_>| -> Option<PathBuf> {
+                let path = base.join(text(s, key, r)?);
+                match std::fs::File::open(&path) {
+                    Ok(_) => Some(path),
+                    Err(e) => {
+                        r.at(
+                            s.span().start,
+                            key,
+                            format!("cannot read {}: {e}", path.display()),
+                        );
+                        None
+                    }
+                }
+            };
+            let cert = file(&t.cert, "admin_tls.cert", r);
+            let key = file(&t.key, "admin_tls.key", r);
+            let client_ca = match &t.client_ca {
+                Some(ca) => Some(file(ca, "admin_tls.client_ca", r)?),
+                None => None,
+            };
+            Some(AdminTls {
+                cert: cert?,
+                key: key?,
+                client_ca,
             })
         });
 
@@ -393,6 +427,7 @@ impl Gateway {
         Gateway {
             server,
             tls,
+            admin_tls,
             store_url,
             usage_spool,
             limits_backend,
@@ -494,32 +529,51 @@ fn validate_provider(
         }
     };
 
-    let auth = match &p.auth {
-        None => Auth {
-            header: "authorization".to_owned(),
-            env: String::new(),
-        },
-        Some(a) => {
-            let header = a.header.as_ref().map_or("authorization".to_owned(), |h| {
-                h.get_ref().to_ascii_lowercase()
-            });
-            if !is_header_name(&header) {
-                let at = a.header.as_ref().map_or(0, |h| h.span().start);
-                r.at(at, &key("auth.header"), "not a valid HTTP header name");
-            }
-            if !is_var_name(a.env.get_ref()) {
-                r.at(
-                    a.env.span().start,
-                    &key("auth.env"),
-                    "must be the name of an environment variable (the credential is never written inline)",
-                );
-            }
-            Auth {
-                header,
-                env: a.env.get_ref().clone(),
-            }
+    let auth = p.auth.as_ref().and_then(|spanned| {
+        let a = spanned.get_ref();
+        let header = a.header.as_ref().map_or("authorization".to_owned(), |h| {
+            h.get_ref().to_ascii_lowercase()
+        });
+        if !is_header_name(&header) {
+            let at = a.header.as_ref().map_or(0, |h| h.span().start);
+            r.at(at, &key("auth.header"), "not a valid HTTP header name");
         }
-    };
+        let source = match (&a.env, &a.file) {
+            (Some(var), None) => {
+                if !is_var_name(var.get_ref()) {
+                    r.at(
+                        var.span().start,
+                        &key("auth.env"),
+                        "must be the name of an environment variable (the credential is never written inline)",
+                    );
+                }
+                CredentialSource::Env(var.get_ref().clone())
+            }
+            (None, Some(file)) => {
+                let path = expand(file.get_ref(), env)
+                    .map_err(|e| r.at(file.span().start, &key("auth.file"), e.to_string()))
+                    .ok()?;
+                if path.is_empty() {
+                    r.at(
+                        file.span().start,
+                        &key("auth.file"),
+                        "must be the path of the file holding the credential",
+                    );
+                }
+                CredentialSource::File(base.join(path))
+            }
+            _ => {
+                r.at(
+                    spanned.span().start,
+                    &key("auth"),
+                    "set exactly one of `env` (an environment variable) and `file` (a file \
+                     holding the credential)",
+                );
+                return None;
+            }
+        };
+        Some(Auth { header, source })
+    });
 
     let mut headers = Vec::new();
     for (name, value) in &p.headers {

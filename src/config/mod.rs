@@ -2,6 +2,7 @@
 //! compiled policy [`Table`]. Every error names the file, the line and the key;
 //! a load with any error is rejected whole. Values are never logged.
 
+mod credential;
 mod env;
 mod error;
 mod load;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use credential::{CredentialSource, MAX_CREDENTIAL_FILE_BYTES, NoCredential};
 pub use env::{Env, EnvError, ProcessEnv, expand};
 pub use error::{ConfigError, ConfigErrors};
 pub use load::load;
@@ -27,6 +29,8 @@ pub struct Config {
     pub file: PathBuf,
     pub server: Server,
     pub tls: Option<Tls>,
+    /// HTTPS for the admin listener (`[admin_tls]`); plain HTTP without it.
+    pub admin_tls: Option<AdminTls>,
     /// May hold a password, hence secret.
     pub store_url: Secret<String>,
     /// The usage spool file (`[store] spool`, default `cordon-usage.spool`
@@ -95,6 +99,17 @@ pub struct Tls {
     pub key: PathBuf,
 }
 
+/// `[admin_tls]`: the admin listener's certificate and key, and the CA whose
+/// client certificates it then requires.
+#[derive(Debug, Clone)]
+pub struct AdminTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// With it, a client without a certificate signed by this CA gets no
+    /// answer.
+    pub client_ca: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LimitsBackend {
     /// Counters in this process.
@@ -114,7 +129,8 @@ pub struct Upstream {
     pub id: ProviderId,
     pub api: Api,
     pub base_url: String,
-    pub auth: Auth,
+    /// `None`: the provider is sent no credential.
+    pub auth: Option<Auth>,
     /// Extra static headers; values may come from the environment.
     pub headers: Vec<(String, Secret<String>)>,
     pub timeout: Duration,
@@ -163,13 +179,13 @@ impl std::fmt::Display for MinTls {
     }
 }
 
-/// Which header carries the provider credential, and which environment
-/// variable holds it. The credential itself is read when serving.
+/// Which header carries the provider credential, and where it is read from.
+/// The credential itself is read when serving.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Auth {
     /// `authorization` means `Authorization: Bearer <key>`; any other header gets the key as is.
     pub header: String,
-    pub env: String,
+    pub source: CredentialSource,
 }
 
 /// A policy file that was read, for the audit log of reloads.
@@ -177,6 +193,31 @@ pub struct Auth {
 pub struct PolicyFile {
     pub path: PathBuf,
     pub sha256: [u8; 32],
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Each provider whose credential cannot be read now, with why, in the
+    /// gateway file's order. Such a provider is never sent a request.
+    pub fn missing_credentials(&self, env: &dyn Env) -> Vec<(String, NoCredential)> {
+        self.upstreams
+            .iter()
+            .filter_map(|u| {
+                let auth = u.auth.as_ref()?;
+                let why = auth.source.read(env).err()?;
+                Some((u.id.to_string(), why))
+            })
+            .collect()
+    }
+
+    /// Every provider credential file, for the reload watcher.
+    pub fn credential_files(&self) -> Vec<PathBuf> {
+        self.upstreams
+            .iter()
+            .filter_map(|u| u.auth.as_ref()?.source.file().map(PathBuf::from))
+            .collect()
+    }
 }
 
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 10_485_760;

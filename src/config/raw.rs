@@ -15,6 +15,7 @@ type S = Spanned<String>;
 pub struct Gateway {
     pub server: Server,
     pub tls: Option<Tls>,
+    pub admin_tls: Option<AdminTls>,
     pub store: Option<Store>,
     pub limits: Option<LimitsBackend>,
     /// Defaults for every provider connection.
@@ -50,6 +51,15 @@ pub struct Tls {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct AdminTls {
+    pub cert: S,
+    pub key: S,
+    /// CA (PEM) whose client certificates the admin listener requires.
+    pub client_ca: Option<S>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Store {
     pub url: S,
     /// Where usage records wait while the store is unavailable.
@@ -75,7 +85,7 @@ pub struct Provider {
     pub id: S,
     pub api: S,
     pub base_url: S,
-    pub auth: Option<Auth>,
+    pub auth: Option<Spanned<Auth>>,
     #[serde(default)]
     pub headers: BTreeMap<S, S>,
     pub timeout_ms: Option<Spanned<u64>>,
@@ -95,7 +105,9 @@ pub struct Provider {
 #[serde(deny_unknown_fields)]
 pub struct Auth {
     pub header: Option<S>,
-    pub env: S,
+    /// Exactly one of `env` and `file` (checked in `load`).
+    pub env: Option<S>,
+    pub file: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,8 +4,8 @@
 
 use super::PolicyVersion;
 use super::compile::{Candidate, Scope, Table, Tenant};
-use super::rules::{self, At, Failure};
-use super::terms::{Date, Layer, Provider};
+use super::rules::{self, At, Failure, Rule};
+use super::terms::{Date, Layer, Provider, ProviderId};
 
 /// The outcome of a lookup.
 #[derive(Debug)]
@@ -133,6 +133,23 @@ impl Table {
         today: Date,
         extra: Option<&Layer>,
     ) -> Result<Explanation, ExplainError> {
+        self.explain_with(tenant, project, model, today, extra, &|_| None)
+    }
+
+    /// [`Table::explain`], where each provider for which `unusable` gives a
+    /// reason also fails [`Rule::Credential`] (of the provider, with that
+    /// reason as its detail), and so is not eligible. The caller says which
+    /// providers cannot be sent anything (e.g. their credential is unset);
+    /// the policy itself knows nothing of credentials.
+    pub fn explain_with(
+        &self,
+        tenant: &str,
+        project: Option<&str>,
+        model: &str,
+        today: Date,
+        extra: Option<&Layer>,
+        unusable: &dyn Fn(&ProviderId) -> Option<String>,
+    ) -> Result<Explanation, ExplainError> {
         let (t, scope) = self.scope(tenant, project)?;
         let project_layer = project.and_then(|p| t.policy.projects.get(p));
         let layers: Vec<&Layer> = self
@@ -149,7 +166,14 @@ impl Table {
             .iter()
             .filter(|p| p.models.iter().any(|m| m == model))
             .map(|p| {
-                let failed_rules = failures(p, &layers, model, at);
+                let mut failed_rules = failures(p, &layers, model, at);
+                if let Some(detail) = unusable(&p.id) {
+                    failed_rules.push(Failure {
+                        rule: Rule::Credential,
+                        layer: None,
+                        detail,
+                    });
+                }
                 let eligible = failed_rules.is_empty();
                 let pos = eligible.then(|| {
                     t.policy

@@ -22,6 +22,10 @@ pub enum Rule {
     MaxRetentionDays,
     Certifications,
     Transfer,
+    /// Not a policy rule: the gateway holds no credential for the provider,
+    /// so it cannot be sent anything. Judged by the caller from what is
+    /// running (see `Table::explain_with`), never by the policy engine.
+    Credential,
 }
 
 /// When to evaluate: on a given day, or ignoring dates (the compiler computes
@@ -52,6 +56,7 @@ pub struct Window {
 // === impl Rule ===
 
 impl Rule {
+    /// Every rule the policy engine judges (all but [`Rule::Credential`]).
     pub const ALL: [Rule; 11] = [
         Rule::StaleTerms,
         Rule::NotYetEffective,
@@ -80,6 +85,7 @@ impl Rule {
             Rule::MaxRetentionDays => "max_retention_days",
             Rule::Certifications => "certifications",
             Rule::Transfer => "transfer",
+            Rule::Credential => "credential",
         }
     }
 }
@@ -288,6 +294,7 @@ pub fn detail(rule: Rule, layer: Option<&Layer>, p: &Provider, model: &str, at: 
             );
             format!("missing certification: {missing}")
         }
+        Rule::Credential => "the gateway has no credential for this provider".to_owned(),
         Rule::Transfer => {
             let outside = list(
                 &mut t

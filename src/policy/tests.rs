@@ -1194,6 +1194,66 @@ fn routing_order_comes_first_then_priority_then_id() {
 }
 
 #[test]
+fn a_provider_the_caller_cannot_use_fails_the_credential_rule() {
+    let with = |id: &str, priority| Provider {
+        priority,
+        ..compliant(id)
+    };
+    let mut tenant = policy(layer(LayerKind::Tenant, strict()));
+    tenant.order = vec![pid("b")];
+    let mut excluded = with("c", 3);
+    excluded.terms.dpa = None;
+    let table = Table::compile(
+        vec![with("a", 1), with("b", 2), excluded],
+        None,
+        vec![tenant],
+        regions(),
+    );
+    let without_b =
+        |id: &ProviderId| (id.as_str() == "b").then(|| "credential file /x is empty".to_owned());
+    let ex = table
+        .explain_with("acme", None, MODEL, day(TODAY), None, &without_b)
+        .unwrap();
+    // `b` was first in routing order; now it is among the ineligible, by priority.
+    assert_eq!(ex.eligible, ["a"]);
+    let verdicts: Vec<(&str, bool, Vec<Rule>)> = ex
+        .providers
+        .iter()
+        .map(|v| {
+            (
+                v.id.as_str(),
+                v.eligible,
+                v.failed_rules.iter().map(|f| f.rule).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("a", true, vec![]),
+            ("b", false, vec![Rule::Credential]),
+            ("c", false, vec![Rule::Dpa]),
+        ]
+    );
+    let credential = &ex.providers[1].failed_rules[0];
+    assert_eq!(credential.layer, None, "reported for the provider");
+    assert_eq!(credential.detail, "credential file /x is empty");
+    assert_eq!(Rule::Credential.as_str(), "credential");
+    // Nothing unusable: the same as `explain`, and the version is the policy's.
+    let plain = table
+        .explain("acme", None, MODEL, day(TODAY), None)
+        .unwrap();
+    assert_eq!(plain.eligible, ["b", "a"]);
+    assert_eq!(plain.version, ex.version);
+    assert_eq!(
+        table
+            .explain_with("acme", None, MODEL, day(TODAY), None, &|_| None)
+            .unwrap(),
+        plain
+    );
+}
+
+#[test]
 fn decisions_for_unknown_tenants_projects_and_models() {
     let mut tenant = policy(Layer {
         models: globs(&["gpt-*"]),

@@ -34,7 +34,30 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Respons
 /// being stored (not spooled), and the store answers. A store that answers
 /// reads but refuses writes (a lock, a full disk, a read-only file) only
 /// shows in the usage writer, hence both checks.
+///
+/// Providers without a credential are named in the body but do not make the
+/// gateway unready: one missing secret must not take every replica out of
+/// rotation, and the other providers still serve.
 async fn readiness(state: &State) -> Response<Body> {
+    let (status, mut body) = store_readiness(state).await;
+    let without: Vec<String> = state
+        .snapshot
+        .load()
+        .upstreams
+        .unavailable()
+        .map(|(id, _)| id.to_string())
+        .collect();
+    if !without.is_empty() {
+        body.push_str(&format!(
+            "providers without a credential: {}\n",
+            without.join(", ")
+        ));
+    }
+    text(status, body, "text/plain")
+}
+
+/// Readiness as far as the store and the usage writer go.
+async fn store_readiness(state: &State) -> (StatusCode, String) {
     if let Some(s) = state.usage.spooling() {
         let since = time::OffsetDateTime::from_unix_timestamp(s.since_ms.div_euclid(1000))
             .ok()
@@ -48,14 +71,13 @@ async fn readiness(state: &State) -> Response<Body> {
             s.reason,
             state.metrics.usage_spool_depth.get(),
         );
-        return text(StatusCode::SERVICE_UNAVAILABLE, body, "text/plain");
+        return (StatusCode::SERVICE_UNAVAILABLE, body);
     }
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => text(StatusCode::OK, "ready\n", "text/plain"),
-        _ => text(
+        Ok(Ok(())) => (StatusCode::OK, "ready\n".to_owned()),
+        _ => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "store unreachable\n",
-            "text/plain",
+            "store unreachable\n".to_owned(),
         ),
     }
 }

@@ -1,5 +1,6 @@
 //! The listeners: the client API on `listen` (HTTP/1.1 and HTTP/2, HTTPS when
-//! `[tls]` is set) and the admin API on `admin_listen`. Owns the shared
+//! `[tls]` is set) and the admin API on `admin_listen` (HTTPS when
+//! `[admin_tls]` is set, requiring a client certificate with `client_ca`). Owns the shared
 //! [`State`] and the background tasks (key refresh, usage writer), and shuts
 //! down gracefully: stop accepting, finish in-flight exchanges, flush usage.
 //!
@@ -148,7 +149,16 @@ impl Running {
         let listen = config.server.listen;
         let admin_listen = config.server.admin_listen;
         let tls = match &config.tls {
-            Some(t) => Some(tls_acceptor(&t.cert, &t.key)?),
+            Some(t) => Some(tls_acceptor("tls", &t.cert, &t.key, None)?),
+            None => None,
+        };
+        let admin_tls = match &config.admin_tls {
+            Some(t) => Some(tls_acceptor(
+                "admin_tls",
+                &t.cert,
+                &t.key,
+                t.client_ca.as_deref(),
+            )?),
             None => None,
         };
         let (snapshot, warnings) = Snapshot::build(config, env, None)?;
@@ -208,7 +218,7 @@ impl Running {
         let s = state.clone();
         tasks.spawn(accept_loop(
             admin,
-            None,
+            admin_tls,
             limits,
             rx,
             move |req| admin::handle(s.clone(), req),
@@ -389,23 +399,47 @@ pub(crate) fn set_attestation_gauges(metrics: &Metrics, config: &Config) {
     }
 }
 
+/// A TLS acceptor for a listener, from the PEM files of its `[tls]` or
+/// `[admin_tls]` table (`table` names it in errors). With `client_ca`, a
+/// client must present a certificate signed by that CA or the handshake
+/// fails.
 fn tls_acceptor(
+    table: &str,
     cert: &std::path::Path,
     key: &std::path::Path,
+    client_ca: Option<&std::path::Path>,
 ) -> Result<tokio_rustls::TlsAcceptor, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let _ = rustls::crypto::ring::default_provider().install_default();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("tls.cert {}: {e}", cert.display()))?
+        .map_err(|e| format!("{table}.cert {}: {e}", cert.display()))?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("tls.cert {}: {e}", cert.display()))?;
-    let key =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("tls.key {}: {e}", key.display()))?;
-    let mut config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
+        .map_err(|e| format!("{table}.cert {}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("{table}.key {}: {e}", key.display()))?;
+    let builder = rustls::ServerConfig::builder();
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let bad =
+                |e: &dyn std::fmt::Display| format!("{table}.client_ca {}: {e}", ca.display());
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca).map_err(|e| bad(&e))? {
+                roots.add(c.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+            }
+            if roots.is_empty() {
+                return Err(bad(&"no certificate in it"));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                .build()
+                .map_err(|e| bad(&e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
-        .map_err(|e| format!("tls: {e}"))?;
+        .map_err(|e| format!("{table}: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

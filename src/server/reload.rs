@@ -1,5 +1,6 @@
-//! Configuration reload: on SIGHUP, and whenever the gateway file or a policy
-//! file changes (checked every [`WATCH_EVERY`]). The new configuration is
+//! Configuration reload: on SIGHUP, and whenever the gateway file, a policy
+//! file or a provider's credential file (`auth.file`) changes (checked every
+//! [`WATCH_EVERY`]), so a rotated secret file is picked up without a restart. The new configuration is
 //! loaded and validated whole; if anything is wrong it is rejected, the errors
 //! are logged (file, line, key; never values) and counted, and the previous
 //! configuration stays in force. Requests in flight keep the snapshot they
@@ -28,7 +29,9 @@ pub async fn run(state: Arc<State>, config_path: PathBuf, mut shutdown: watch::R
     // policy files neither may hold up a runtime worker (and its requests).
     let check = || {
         let (c, p) = (config_path.clone(), policies_dir.clone());
-        tokio::task::spawn_blocking(move || fingerprint(&c, &p))
+        // The credential files of the configuration in force.
+        let creds = state.snapshot.load().config.credential_files();
+        tokio::task::spawn_blocking(move || fingerprint(&c, &p, &creds))
     };
     let mut seen = check().await.ok();
     #[cfg(unix)]
@@ -110,11 +113,13 @@ pub fn reload(state: &State, path: &Path) -> bool {
     }
 }
 
-/// A hash of the names, sizes and modification times of the gateway file and
-/// every file in the policies directory: one `stat` a file every check, not
-/// a read (an edit that keeps both size and nanosecond mtime is not seen;
-/// SIGHUP reloads regardless).
-fn fingerprint(config: &Path, policies: &Path) -> [u8; 32] {
+/// A hash of the names, sizes, modification times (and, on Unix, inode
+/// numbers) of the gateway file, every file in the policies directory and
+/// every credential file: one `stat` a file every check, not a read (an
+/// in-place edit that keeps both size and nanosecond mtime is not seen;
+/// SIGHUP reloads regardless). `stat` follows symbolic links, so a
+/// Kubernetes secret's `..data` swap counts as a change.
+fn fingerprint(config: &Path, policies: &Path, credentials: &[PathBuf]) -> [u8; 32] {
     let mut h = Sha256::new();
     let mut add = |p: &Path| {
         h.update(p.as_os_str().as_encoded_bytes());
@@ -127,6 +132,10 @@ fn fingerprint(config: &Path, policies: &Path) -> [u8; 32] {
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                     .unwrap_or_default();
                 h.update(mtime.as_nanos().to_le_bytes());
+                // A file replaced by a rename (how secret agents write) is a
+                // new inode, even when it kept the old size and mtime.
+                #[cfg(unix)]
+                h.update(std::os::unix::fs::MetadataExt::ino(&m).to_le_bytes());
             }
             Err(_) => h.update([0xff]),
         }
@@ -137,6 +146,9 @@ fn fingerprint(config: &Path, policies: &Path) -> [u8; 32] {
         .unwrap_or_default();
     files.sort();
     for f in &files {
+        add(f);
+    }
+    for f in credentials {
         add(f);
     }
     h.finalize().into()

@@ -138,8 +138,9 @@ impl AttemptError {
 
 impl Upstreams {
     /// Builds clients for every provider of `cfg`, in the table's order.
-    /// Credentials are read from `env` now; a missing one makes that provider
-    /// unavailable (reported in the returned warnings), not the gateway.
+    /// Credentials are read now, from `env` or their file; a missing,
+    /// empty or unreadable one makes that provider unavailable (reported in
+    /// the returned warnings), not the gateway.
     pub fn build(cfg: &Config, env: &dyn Env) -> Result<(Self, Vec<String>), String> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let by_id: HashMap<&str, &crate::config::Upstream> =
@@ -165,23 +166,28 @@ impl Upstreams {
             };
 
             let mut unavailable = None;
-            let auth = if u.auth.env.is_empty() {
-                None
-            } else {
-                match env.var(&u.auth.env) {
-                    Some(key) => credential_header(&u.auth.header, &key)
-                        .map(Some)
-                        .ok_or_else(|| {
-                            format!(
-                                "provider `{}`: credential in `{}` is not a valid header value",
-                                u.id, u.auth.env
-                            )
-                        })?,
-                    None => {
-                        let why = format!("credential variable `{}` is not set", u.auth.env);
-                        warnings.push(format!("provider `{}` is unavailable: {why}", u.id));
-                        unavailable = Some(why);
-                        None
+            let auth = match &u.auth {
+                None => None,
+                Some(auth) => {
+                    let header = auth
+                        .source
+                        .read(env)
+                        .map_err(|e| e.to_string())
+                        .and_then(|key| {
+                            credential_header(&auth.header, key.expose()).ok_or_else(|| {
+                                format!(
+                                    "the credential in {} is not a valid header value",
+                                    auth.source
+                                )
+                            })
+                        });
+                    match header {
+                        Ok(h) => Some(h),
+                        Err(why) => {
+                            warnings.push(format!("provider `{}` is unavailable: {why}", u.id));
+                            unavailable = Some(why);
+                            None
+                        }
                     }
                 }
             };
@@ -236,6 +242,14 @@ impl Upstreams {
 
     pub fn get(&self, index: usize) -> Option<&Upstream> {
         self.list.get(index)
+    }
+
+    /// Each provider that cannot be used (its credential is missing), with
+    /// why, in the table's order.
+    pub fn unavailable(&self) -> impl Iterator<Item = (&ProviderId, &str)> {
+        self.list
+            .iter()
+            .filter_map(|u| Some((&u.id, u.unavailable.as_deref()?)))
     }
 }
 
