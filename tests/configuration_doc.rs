@@ -34,11 +34,10 @@ use tempfile::TempDir;
 
 const DOC: &str = include_str!("../docs/configuration.md");
 
-/// Keys documented ahead of the branches that add them to the loader. While
-/// the loader does not know one, only its place in the key tree is excused;
-/// once it does, it is checked like any other key and its entry here can go
-/// (until then its rows are not run, and the complete examples need not use
-/// it).
+/// Keys documented ahead of the branches that add them to the loader. Only
+/// their absence from the loader is excused: once it accepts one, its rows
+/// are checked like any other (the complete examples need not use it until
+/// its entry here is removed).
 const PENDING: &[(Ns, &str)] = &[
     (Ns::Gateway, "providers.auth.file"),
     (Ns::Gateway, "admin_tls"),
@@ -118,6 +117,20 @@ const BASE_FLOOR: &str = r#"
 allow = ["*"]
 "#;
 
+/// Files the examples name, created empty for loaders that check a file
+/// can be opened.
+const EXAMPLE_FILES: &[&str] = &[
+    "certs/server.pem",
+    "certs/server.key",
+    "certs/admin.pem",
+    "certs/admin.key",
+    "certs/operators-ca.pem",
+    "certs/internal-ca.pem",
+];
+
+/// What the fixture's directory is shown as in the document's messages.
+const SHOWN_DIR: &str = "/etc/cordon";
+
 const UNKNOWN: &str = "zz_unknown";
 const UNSET_VAR: &str = "ZZ_DOC_UNSET";
 
@@ -141,6 +154,11 @@ impl fmt::Display for Ns {
 
 fn is_pending(ns: Ns, path: &str) -> bool {
     PENDING.contains(&(ns, path))
+}
+
+/// A pending key the loader does not know yet.
+fn excused(ns: Ns, path: &str, schema: &Schema) -> bool {
+    is_pending(ns, path) && !schema.accepts(path)
 }
 
 // === the document ===
@@ -468,8 +486,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir(dir.path().join("policies")).expect("policies dir");
+        let dir = config_dir();
         let env = ENV
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -490,12 +507,20 @@ impl Fixture {
 
     /// Loads complete files as written, in a directory of their own.
     fn load_texts(&self, files: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir(dir.path().join("policies")).expect("policies dir");
+        let dir = config_dir();
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).expect("write");
         }
         config::load(&dir.path().join("cordon.toml"), &self.env)
+    }
+
+    /// The messages of a failed load, the fixture's directory shown as
+    /// [`SHOWN_DIR`].
+    fn messages(&self, e: &ConfigErrors) -> Vec<String> {
+        let dir = self.dir.path().display().to_string();
+        e.0.iter()
+            .map(|e| e.message.replace(&dir, SHOWN_DIR))
+            .collect()
     }
 
     /// The first error's message, or `None` when `f` loads.
@@ -505,6 +530,66 @@ impl Fixture {
                 .map(|e| e.message.clone())
                 .expect("at least one error")
         })
+    }
+}
+
+/// An empty configuration directory: `policies/` and the example files.
+fn config_dir() -> TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("policies")).expect("policies dir");
+    for f in EXAMPLE_FILES {
+        let p = dir.path().join(f);
+        std::fs::create_dir_all(p.parent().expect("a directory")).expect("mkdir");
+        std::fs::write(p, "").expect("example file");
+    }
+    dir
+}
+
+/// Where one row's values are written.
+struct Place<'a> {
+    ns: Ns,
+    schema: &'a Schema,
+    /// The row's table.
+    table: &'a str,
+    key: String,
+}
+
+impl Place<'_> {
+    /// Whether `a` is an example of this row: it assigns the key in the row's
+    /// table, or assigns that table as a whole with the key in it
+    /// (`auth = { file = … }`).
+    fn is_example(&self, a: &toml::Table) -> bool {
+        self.key == "*" || a.contains_key(&self.key) || self.whole_table(a)
+    }
+
+    fn whole_table(&self, a: &toml::Table) -> bool {
+        let own = self.table.rsplit('.').next().unwrap_or_default();
+        !own.is_empty()
+            && own != "*"
+            && a.len() == 1
+            && a.get(own)
+                .and_then(toml::Value::as_table)
+                .is_some_and(|t| t.contains_key(&self.key))
+    }
+
+    /// The base files with `a` written (into the row's table, or into its
+    /// parent when `a` is the whole table), then `edit` applied to the row's
+    /// table.
+    fn files(&self, a: Option<&toml::Table>, edit: &dyn Fn(&mut toml::Table)) -> Files {
+        let mut f = Files::base();
+        {
+            let root = f.get_mut(self.ns);
+            if let Some(a) = a {
+                let into = if self.whole_table(a) && !a.contains_key(&self.key) {
+                    self.table.rsplit_once('.').map_or("", |(p, _)| p)
+                } else {
+                    self.table
+                };
+                self.schema.table_mut(root, into).extend(a.clone());
+            }
+            edit(self.schema.table_mut(root, self.table));
+        }
+        f
     }
 }
 
@@ -871,39 +956,46 @@ fn rows_are_what_the_loader_does() {
         .expect("the base configuration loads");
     let base_fp = fingerprint(&base);
     let mut problems = Vec::new();
+    let noop = |_: &mut toml::Table| {};
 
     for (ns, s, r, path) in rows(&doc) {
-        if is_pending(ns, &path) || is_pending(ns, &s.path) {
-            continue;
-        }
         let Some(schema) = schemas.get(&ns) else {
             continue;
         };
+        if excused(ns, &path, schema) || excused(ns, &s.path, schema) {
+            continue;
+        }
         let at = format!("docs/configuration.md:{} ({ns} `{path}`)", r.line);
-        let key = r.key();
-        let kind = schema.kinds.get(&path).cloned().unwrap_or(Kind::Leaf);
-        // Files with the row's table changed by `edit`.
-        let with = |edit: &dyn Fn(&mut toml::Table)| {
-            let mut f = Files::base();
-            edit(schema.table_mut(f.get_mut(ns), &s.path));
-            f
+        let place = Place {
+            ns,
+            schema,
+            table: &s.path,
+            key: r.key(),
         };
+        let key = place.key.clone();
+        let kind = schema.kinds.get(&path).cloned().unwrap_or(Kind::Leaf);
+        let remove = |t: &mut toml::Table| {
+            t.remove(&key);
+        };
+        // The messages of a load that fails, `None` when it loads.
+        let messages = |f: &Files| fx.load(f).err().map(|e| fx.messages(&e));
 
-        // The example loads.
+        // The example loads; the first one is the setting the checks below
+        // change (other keys it needs stay written).
         let examples: Vec<toml::Table> = code_spans(r.cell("example"))
             .iter()
             .filter_map(|c| assignments(c))
-            .filter(|t| key == "*" || t.contains_key(&key))
+            .filter(|a| place.is_example(a))
             .collect();
         if examples.is_empty() {
             problems.push(format!("{at}: no example of the form `{key} = …`"));
         }
         for ex in &examples {
-            let f = with(&|t| t.extend(ex.clone()));
-            if let Err(e) = fx.load(&f) {
-                problems.push(format!("{at}: the example does not load:\n    {e}"));
+            if let Some(m) = messages(&place.files(Some(ex), &noop)) {
+                problems.push(format!("{at}: the example does not load: {m:?}"));
             }
         }
+        let setting = examples.first();
 
         // Each error example gives its message.
         match error_examples(r.cell("error")) {
@@ -914,30 +1006,23 @@ fn rows_are_what_the_loader_does() {
             Ok(list) => {
                 for ex in list {
                     let (files, message, what) = match &ex {
-                        ErrorExample::Omitted(m) => (
-                            with(&|t| {
-                                t.remove(&key);
-                            }),
-                            m,
-                            "omitted".to_owned(),
-                        ),
+                        ErrorExample::Omitted(m) => {
+                            (place.files(setting, &remove), m, "omitted".to_owned())
+                        }
                         ErrorExample::Written(code, m) => match assignments(code) {
-                            Some(a) => (with(&|t| t.extend(a.clone())), m, code.clone()),
+                            Some(a) => (place.files(Some(&a), &noop), m, code.clone()),
                             None => {
                                 problems.push(format!("{at}: `{code}` is not TOML"));
                                 continue;
                             }
                         },
                     };
-                    match fx.load(&files) {
-                        Ok(_) => problems.push(format!("{at}: `{what}` loads without error")),
-                        Err(e) if e.0.iter().any(|e| e.message == *message) => {}
-                        Err(e) => problems.push(format!(
+                    match messages(&files) {
+                        None => problems.push(format!("{at}: `{what}` loads without error")),
+                        Some(got) if got.contains(message) => {}
+                        Some(got) => problems.push(format!(
                             "{at}: `{what}` gives\n    {}\n  not\n    {message}",
-                            e.0.iter()
-                                .map(|e| e.message.as_str())
-                                .collect::<Vec<_>>()
-                                .join("\n    ")
+                            got.join("\n    ")
                         )),
                     }
                 }
@@ -947,15 +1032,11 @@ fn rows_are_what_the_loader_does() {
         // The default: required, or a value that changes nothing.
         let default = r.cell("default");
         if default.starts_with("required") {
-            let f = with(&|t| {
-                t.remove(&key);
-            });
             let want = format!("missing field `{key}`");
-            match fx.load(&f) {
-                Err(e) if e.0.iter().any(|e| e.message == want) => {}
-                other => problems.push(format!(
-                    "{at}: documented as required, but leaving it out gives {:?}",
-                    other.err().map(|e| e.to_string())
+            match messages(&place.files(setting, &remove)) {
+                Some(got) if got.contains(&want) => {}
+                got => problems.push(format!(
+                    "{at}: documented as required, but leaving it out gives {got:?}"
                 )),
             }
         } else if default.starts_with('`')
@@ -963,10 +1044,8 @@ fn rows_are_what_the_loader_does() {
                 .first()
                 .and_then(|v| assignments(&format!("{key} = {v}")))
         {
-            let without = with(&|t| {
-                t.remove(&key);
-            });
-            let written = with(&|t| t.extend(value.clone()));
+            let without = place.files(None, &remove);
+            let written = place.files(None, &|t| t.extend(value.clone()));
             match (fx.load(&without), fx.load(&written)) {
                 (Ok(a), Ok(b)) if fingerprint(&a) == fingerprint(&b) => {}
                 (Ok(_), Ok(_)) => problems.push(format!(
@@ -993,14 +1072,11 @@ fn rows_are_what_the_loader_does() {
             _ => None,
         };
         if let Some(v) = value {
-            let f = with(&|t| {
+            let f = place.files(setting, &|t| {
                 t.insert(key.clone(), v.clone());
             });
             let unset = format!("environment variable `{UNSET_VAR}` is not set");
-            let expanded = fx
-                .load(&f)
-                .err()
-                .is_some_and(|e| e.0.iter().any(|e| e.message == unset));
+            let expanded = messages(&f).is_some_and(|m| m.contains(&unset));
             if expanded != marked {
                 problems.push(format!(
                     "{at}: the type {} `${{NAME}}`, but the loader {} it",
