@@ -933,7 +933,7 @@ fn keys_match_the_loader() {
             ));
         }
     }
-    // A pending key no longer missing from the loader needs no excuse.
+    // PENDING excuses only documented keys, so it cannot hide a typo.
     for (ns, path) in PENDING {
         let documented = rows(&doc).any(|(n, _, _, p)| n == *ns && p == *path)
             || doc.section(*ns, path).is_some();
