@@ -89,6 +89,7 @@ fn key_cache() -> (KeyCache, Vec<HeaderMap>) {
                 expires_ms: (i % 4 == 0).then_some(NOW_MS + 365 * 86_400_000),
                 revoked: false,
                 last_used_ms: None,
+                scope: Default::default(),
             }
         })
         .collect();

@@ -25,6 +25,10 @@ const HASH_TAG: &[u8] = b"cordon-audit-v1\0";
 
 /// The actor of an action taken through the command line.
 pub const ACTOR_CLI: &str = "cli";
+/// The actor of a reload started by a changed configuration or credential file.
+pub const ACTOR_FILE_WATCH: &str = "file-watch";
+/// The actor of a reload started by SIGHUP.
+pub const ACTOR_SIGHUP: &str = "sighup";
 
 /// A SHA-256 in the chain. Not a secret: printed in hex.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

@@ -10,8 +10,10 @@
 //! queries per second (`lookup`); a key found that way joins the cache, so
 //! the refresh revokes it like any other.
 
+pub(crate) mod issue;
 pub mod key;
 mod lookup;
+pub(crate) mod scope;
 pub mod token;
 
 use std::borrow::Borrow;
@@ -44,6 +46,8 @@ pub struct Entry {
     pub hash: KeyHash,
     pub expires_ms: Option<i64>,
     pub revoked: bool,
+    /// The key's own models and rate limit; `None`: only its policy's.
+    scope: Option<Arc<scope::Compiled>>,
     /// Last time this key was used, for `keys list`; flushed in batches.
     last_used_ms: AtomicI64,
     flushed_ms: AtomicI64,
@@ -59,6 +63,7 @@ pub struct KeyState {
     pub expires_ms: Option<i64>,
     pub revoked: bool,
     pub last_used_ms: Option<i64>,
+    pub scope: crate::store::KeyScope,
 }
 
 /// Why a request is not authenticated. Messages never contain the key.
@@ -85,6 +90,8 @@ pub enum AuthError {
 pub struct KeyCache {
     map: ArcSwap<HashMap<KeyId, Arc<Entry>>>,
     misses: Misses,
+    /// The clock of per-key rate limiters, made once (making one calibrates it).
+    clock: governor::clock::DefaultClock,
 }
 
 // === impl Principal ===
@@ -100,6 +107,16 @@ impl Principal {
 
     pub fn key_id(&self) -> &KeyId {
         &self.0.id
+    }
+
+    /// Whether the key's own scope lets it request `model` (a public name).
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.0.scope.as_ref().is_none_or(|s| s.allows_model(model))
+    }
+
+    /// Counts one request against the key's own rate limit, if it has one.
+    pub fn admit(&self) -> Result<(), crate::limits::Limited> {
+        self.0.scope.as_ref().map_or(Ok(()), |s| s.admit())
     }
 
     pub fn tenant_shared(&self) -> &Arc<str> {
@@ -136,6 +153,7 @@ impl KeyCache {
         Self {
             map: ArcSwap::default(),
             misses: Misses::new(per_second, counter),
+            clock: governor::clock::DefaultClock::default(),
         }
     }
 
@@ -256,7 +274,8 @@ impl KeyCache {
     /// returns the entry now cached.
     fn insert_found(&self, state: KeyState) -> Arc<Entry> {
         let id = state.id.clone();
-        let fresh = Arc::new(Entry::new(state, 0));
+        let scope = scope::Compiled::new(&state.scope, None, &self.clock);
+        let fresh = Arc::new(Entry::new(state, 0, scope));
         let mut cached = fresh.clone();
         self.map.rcu(|current| {
             if let Some(e) = current.get(&id) {
@@ -282,10 +301,14 @@ impl KeyCache {
         self.map.rcu(|current| {
             let mut next = HashMap::clone(current);
             for r in &rows {
-                let previous = next
-                    .get(r.id.as_str())
-                    .map_or(0, |e| e.last_used_ms.load(Ordering::Relaxed));
-                next.insert(r.id.clone(), Arc::new(Entry::new(r.clone(), previous)));
+                let previous = next.get(r.id.as_str());
+                let used = previous.map_or(0, |e| e.last_used_ms.load(Ordering::Relaxed));
+                let scope = scope::Compiled::new(
+                    &r.scope,
+                    previous.and_then(|e| e.scope.as_deref()),
+                    &self.clock,
+                );
+                next.insert(r.id.clone(), Arc::new(Entry::new(r.clone(), used, scope)));
             }
             next
         });
@@ -318,7 +341,7 @@ impl KeyCache {
 impl Entry {
     /// The cache's entry for a row, which was last used at the latest of the
     /// row's time and `used_ms` (what this process saw).
-    fn new(r: KeyState, used_ms: i64) -> Self {
+    fn new(r: KeyState, used_ms: i64, scope: Option<Arc<scope::Compiled>>) -> Self {
         let last = r.last_used_ms.unwrap_or(0);
         Self {
             id: r.id,
@@ -327,6 +350,7 @@ impl Entry {
             hash: r.hash,
             expires_ms: r.expires_ms,
             revoked: r.revoked,
+            scope,
             last_used_ms: AtomicI64::new(last.max(used_ms)),
             flushed_ms: AtomicI64::new(last),
         }
@@ -380,6 +404,7 @@ mod tests {
             expires_ms,
             revoked,
             last_used_ms: None,
+            scope: Default::default(),
         }]);
         c
     }
@@ -447,6 +472,7 @@ mod tests {
             expires_ms: None,
             revoked: true,
             last_used_ms: None,
+            scope: Default::default(),
         }]);
         assert_eq!(
             c.authenticate(&bearer(k.raw.expose()), 0).err(),
@@ -467,6 +493,7 @@ mod tests {
             expires_ms: None,
             revoked,
             last_used_ms: None,
+            scope: Default::default(),
         }
     }
 

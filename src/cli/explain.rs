@@ -7,8 +7,6 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use serde_json::json;
-
 use crate::config::{Config, ProcessEnv};
 use crate::policy::{Date, ExplainError, Explanation};
 
@@ -49,7 +47,7 @@ pub fn run(
         }
     };
     if args.json {
-        writeln!(out, "{:#}", to_json(&ex))?;
+        writeln!(out, "{:#}", ex.to_json())?;
     } else {
         write_text(&ex, args.at, out)?;
     }
@@ -72,26 +70,6 @@ pub(crate) fn explain_usable(
         .explain_with(tenant, project, model, day, None, &|id| {
             unusable.get(id.as_str()).cloned()
         })
-}
-
-/// The JSON shape shared with `POST /admin/explain`.
-pub fn to_json(ex: &Explanation) -> serde_json::Value {
-    json!({
-        "tenant": ex.tenant,
-        "model": ex.model,
-        "project": ex.project,
-        "policy_version": ex.version.map(|v| v.to_string()),
-        "eligible": ex.eligible,
-        "providers": ex.providers.iter().map(|v| json!({
-            "id": v.id,
-            "eligible": v.eligible,
-            "failed_rules": v.failed_rules.iter().map(|f| json!({
-                "rule": f.rule.as_str(),
-                "layer": f.layer.map_or("provider", |l| l.as_str()),
-                "detail": f.detail,
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
 }
 
 fn write_text(ex: &Explanation, at: Date, out: &mut dyn Write) -> io::Result<()> {

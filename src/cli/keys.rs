@@ -10,10 +10,11 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::audit::{ACTOR_CLI, NewAuditEntry, Outcome};
-use crate::auth::key::{KeyId, NewKey};
+use crate::auth::issue::{self, IssueError, KeyRequest};
+use crate::auth::key::KeyId;
 use crate::clock;
 use crate::config::Config;
-use crate::store::{self, KeyRow, KeyScope, Store, StoreError};
+use crate::store::{self, Store, StoreError};
 
 pub struct CreateArgs {
     pub tenant: String,
@@ -27,9 +28,19 @@ pub struct CreateArgs {
     pub rpm: Option<u32>,
 }
 
-/// How many fresh ids to try when one is already taken (1 in 36^8).
-const ID_ATTEMPTS: usize = 3;
-const MAX_NAME_CHARS: usize = 200;
+/// An [`IssueError`] in the words of the command line (its flags).
+fn cli_message(e: &IssueError) -> String {
+    match e {
+        IssueError::Name => format!(
+            "--name must be at most {} characters, without control characters",
+            issue::MAX_NAME_CHARS
+        ),
+        IssueError::Expiry => "--expires-in is too far in the future".to_owned(),
+        IssueError::Models(m) => format!("--model: {m}"),
+        IssueError::Rpm => "--rpm must be at least 1".to_owned(),
+        other => other.to_string(),
+    }
+}
 
 pub fn create(
     config: &Path,
@@ -43,80 +54,41 @@ pub fn create(
     if !known_tenant(&cfg, &args.tenant, err)? {
         return Ok(ExitCode::FAILURE);
     }
-    let tenants = cfg.table.tenants();
-    let Some(policy) = tenants.iter().find(|t| t.tenant == args.tenant) else {
-        return Ok(ExitCode::FAILURE);
-    };
-    if let Some(project) = &args.project
-        && !policy.projects.contains_key(project)
-    {
-        let known: Vec<&str> = policy.projects.keys().map(String::as_str).collect();
-        writeln!(
-            err,
-            "error: tenant `{}` has no project `{project}` (known: {})",
-            args.tenant,
-            list_or_none(&known)
-        )?;
-        return Ok(ExitCode::FAILURE);
-    }
-    if !name_is_valid(args.name.as_deref(), err)? {
-        return Ok(ExitCode::FAILURE);
-    }
-    for glob in &args.models {
-        if let Err(e) = glob::Pattern::new(glob) {
-            writeln!(
-                err,
-                "error: --model `{glob}` is not a valid glob: {}",
-                e.msg
-            )?;
-            return Ok(ExitCode::FAILURE);
-        }
-    }
-    let scope = KeyScope {
+    let req = KeyRequest {
+        tenant: args.tenant.clone(),
+        name: args.name.clone(),
+        project: args.project.clone(),
+        expires_in_ms: args.expires_in_ms,
         models: (!args.models.is_empty()).then(|| args.models.clone()),
         rpm: args.rpm,
     };
-    let now = clock::now_ms();
-    let Some(expires_ms) = expiry(now, args.expires_in_ms, err)? else {
+    if let Err(e) = issue::check(&cfg.table, &req) {
+        writeln!(err, "error: {}", cli_message(&e))?;
         return Ok(ExitCode::FAILURE);
-    };
-
+    }
+    let now = clock::now_ms();
     let created = with_store(&cfg, async |store| {
-        let mut last = StoreError::DuplicateKey;
-        for _ in 0..ID_ATTEMPTS {
-            let key = NewKey::generate();
-            let row = KeyRow {
-                id: key.id.clone(),
-                tenant: args.tenant.clone(),
-                project: args.project.clone(),
-                name: args.name.clone(),
-                hash: key.hash,
-                created_ms: now,
-                expires_ms,
-                revoked_ms: None,
-                last_used_ms: None,
-                scope: scope.clone(),
-            };
-            match store.insert_key(&row).await {
-                Ok(()) => {
-                    let mut entry =
-                        NewAuditEntry::new(now, ACTOR_CLI, "key.create", Outcome::Success)
-                            .tenant(Some(&args.tenant))
-                            .target(key.id.as_str());
-                    if let Some(p) = &args.project {
-                        entry = entry.detail("project", p.as_str());
-                    }
-                    let audited = store.append_audit(&entry).await.map(drop);
-                    return Ok((key, audited));
-                }
-                Err(e @ StoreError::DuplicateKey) => last = e,
-                Err(e) => return Err(e),
-            }
+        let (key, row) = match issue::issue(store, &cfg.table, &req, now).await {
+            Ok(k) => k,
+            Err(IssueError::Store(e)) => return Err(e),
+            // Checked above; only the expiry's overflow is left.
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut entry = NewAuditEntry::new(now, ACTOR_CLI, "key.create", Outcome::Success)
+            .tenant(Some(&args.tenant))
+            .target(key.id.as_str());
+        if let Some(p) = &args.project {
+            entry = entry.detail("project", p.as_str());
         }
-        Err(last)
+        let audited = store.append_audit(&entry).await.map(drop);
+        Ok(Ok((key, row.expires_ms, audited)))
     })?;
-    let (key, audited) = match created {
-        Ok(k) => k,
+    let (key, expires_ms, audited) = match created {
+        Ok(Ok(k)) => k,
+        Ok(Err(e)) => {
+            writeln!(err, "error: {}", cli_message(&e))?;
+            return Ok(ExitCode::FAILURE);
+        }
         Err(e) => {
             writeln!(err, "error: {e}")?;
             return Ok(ExitCode::FAILURE);
@@ -315,11 +287,13 @@ pub(super) fn audit_failure(
 pub(super) fn name_is_valid(name: Option<&str>, err: &mut dyn Write) -> io::Result<bool> {
     match name {
         Some(name)
-            if name.chars().any(char::is_control) || name.chars().count() > MAX_NAME_CHARS =>
+            if name.chars().any(char::is_control)
+                || name.chars().count() > issue::MAX_NAME_CHARS =>
         {
             writeln!(
                 err,
-                "error: --name must be at most {MAX_NAME_CHARS} characters, without control characters"
+                "error: --name must be at most {} characters, without control characters",
+                issue::MAX_NAME_CHARS
             )?;
             Ok(false)
         }
@@ -384,26 +358,7 @@ pub(super) fn with_store<T>(
     }))
 }
 
-/// `90d`, `12h`, `30m`, `45s`, `2w` → milliseconds. `m` is minutes.
-pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
-    let bad = || format!("`{s}` is not a duration like 30m, 12h, 90d or 2w");
-    let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (digits, unit) = s.split_at(unit_at);
-    let n: i64 = digits.parse().map_err(|_| bad())?;
-    let unit_ms: i64 = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "w" => 7 * 86_400_000,
-        _ => return Err(bad()),
-    };
-    if n == 0 {
-        return Err(format!("`{s}`: the duration must be positive"));
-    }
-    n.checked_mul(unit_ms)
-        .ok_or_else(|| format!("`{s}` is too long"))
-}
+pub use crate::clock::parse_duration_ms;
 
 /// Unix milliseconds → `YYYY-MM-DD HH:MM UTC`.
 pub(super) fn format_ms(ms: i64) -> String {

@@ -4,6 +4,7 @@
 mod admin_token;
 mod audit;
 mod check;
+mod credentials;
 mod demo;
 pub(crate) mod explain;
 mod keys;
@@ -83,6 +84,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Manage tenants' own provider credentials (BYOK) in the store.
+    Credentials {
+        #[command(subcommand)]
+        command: CredentialsCommand,
     },
     /// Print a tenant's request and token totals.
     Usage {
@@ -186,6 +192,19 @@ enum AdminTokenCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum CredentialsCommand {
+    /// Re-seal every BYOK credential under a new master key, in one transaction. The key in
+    /// use comes from CORDON_MASTER_KEY or CORDON_MASTER_KEY_FILE; the new one from a file.
+    RotateMaster {
+        #[arg(long, default_value = "cordon.toml")]
+        config: PathBuf,
+        /// A file holding the new master key as 64 hex characters.
+        #[arg(long)]
+        new_key_file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Check every entry's hash and link; print the newest hash (record it elsewhere).
     Verify {
@@ -269,6 +288,12 @@ pub fn run() -> ExitCode {
             AdminTokenCommand::Revoke { config, id } => {
                 admin_token::revoke(&config, &id, &mut out, &mut err)
             }
+        },
+        Command::Credentials { command } => match command {
+            CredentialsCommand::RotateMaster {
+                config,
+                new_key_file,
+            } => credentials::rotate_master(&config, &new_key_file, &mut out, &mut err),
         },
         Command::Audit { command } => match command {
             AuditCommand::Verify { config } => audit::verify(&config, &mut out, &mut err),

@@ -46,6 +46,7 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigErrors> {
             return Err(ConfigErrors(errors));
         }
     };
+    let file_sha256: [u8; 32] = Sha256::digest(src.as_bytes()).into();
     let base_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let gateway = Gateway::validate(gw, &base_dir, env, &mut r);
 
@@ -113,6 +114,7 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigErrors> {
     let table = Table::compile(providers, floor, tenants, regions);
     Ok(Config {
         file: path.to_path_buf(),
+        file_sha256,
         server,
         tls,
         admin_tls,

@@ -27,6 +27,8 @@ use crate::secret::Secret;
 pub struct Config {
     /// The gateway file this was loaded from.
     pub file: PathBuf,
+    /// SHA-256 of the gateway file's bytes as read (for the audit log).
+    pub file_sha256: [u8; 32],
     pub server: Server,
     pub tls: Option<Tls>,
     /// HTTPS for the admin listener (`[admin_tls]`); plain HTTP without it.

@@ -66,6 +66,30 @@ pub enum ExplainError {
     UnknownProject { tenant: String, project: String },
 }
 
+// === impl Explanation ===
+
+impl Explanation {
+    /// The JSON shape of `cordon explain --json` and `POST /admin/explain`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "tenant": self.tenant,
+            "model": self.model,
+            "project": self.project,
+            "policy_version": self.version.map(|v| v.to_string()),
+            "eligible": self.eligible,
+            "providers": self.providers.iter().map(|v| serde_json::json!({
+                "id": v.id,
+                "eligible": v.eligible,
+                "failed_rules": v.failed_rules.iter().map(|f| serde_json::json!({
+                    "rule": f.rule.as_str(),
+                    "layer": f.layer.map_or("provider", |l| l.as_str()),
+                    "detail": f.detail,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
 // === impl Table (lookups) ===
 
 impl Table {

@@ -34,6 +34,7 @@ use crate::protocol::{self, openai};
 use crate::store::StoreError;
 use crate::stream::body::{Ended, Failure, RelayBody, StreamEnd};
 use crate::stream::sse::{Relay, Tokens};
+use crate::upstream::byok::Held;
 use crate::upstream::{AttemptError, Endpoint, Upstream, UpstreamResponse};
 use crate::usage::{UsageRecord, shared_word};
 
@@ -253,20 +254,25 @@ async fn principal(
 /// Stage 2: rate limits, before the body is read, so a client that trickles
 /// its body in is counted like any other.
 fn admit(ex: &Exchange, snap: &Snapshot, principal: &Principal) -> Result<(), GatewayError> {
+    let refuse = |l: crate::limits::Limited, whose: &str| {
+        ex.rec
+            .state
+            .metrics
+            .rate_limited
+            .with_label_values(&[principal.tenant()])
+            .inc();
+        let mut e = GatewayError::new(
+            ErrorKind::RateLimited,
+            format!("rate limit reached for this {whose}"),
+        );
+        e.retry_after = Some(l.retry_after_secs);
+        e
+    };
+    // The key's own limit first: a key over it does not use up its tenant's.
+    principal.admit().map_err(|l| refuse(l, "key"))?;
     snap.limits
         .admit_now(principal.tenant(), ex.rec.time_ms)
-        .map_err(|l| {
-            ex.rec
-                .state
-                .metrics
-                .rate_limited
-                .with_label_values(&[principal.tenant()])
-                .inc();
-            let mut e =
-                GatewayError::new(ErrorKind::RateLimited, "rate limit reached for this tenant");
-            e.retry_after = Some(l.retry_after_secs);
-            e
-        })
+        .map_err(|l| refuse(l, "tenant"))
 }
 
 /// Stage 3: the body, bounded in size and in time.
@@ -342,7 +348,6 @@ fn decide(
         clock::today(),
         request.extra.as_ref(),
     ) {
-        Decision::Route(r) => r,
         Decision::ModelNotServed => {
             // The name came from the body and no configuration knows it:
             // it is not echoed (SPEC invariant 2).
@@ -357,6 +362,13 @@ fn decide(
                 format!("model `{model}` is not allowed by this key's policy"),
             ));
         }
+        Decision::Route(_) if !principal.allows_model(model) => {
+            return Err(GatewayError::new(
+                ErrorKind::ModelNotFound,
+                format!("model `{model}` is not in this key's scope"),
+            ));
+        }
+        Decision::Route(r) => r,
         Decision::UnknownTenant | Decision::UnknownProject => {
             return Err(GatewayError::new(
                 ErrorKind::PolicyDenied,
@@ -427,7 +439,7 @@ async fn forward(
         let Some(up) = snap.upstreams.get(idx) else {
             continue;
         };
-        let failure = match attempt(ex, snap, idx, up, request).await? {
+        let failure = match attempt(ex, snap, idx, up, principal, request).await? {
             Ok(reply) => return Ok(reply),
             Err(failure) => failure,
         };
@@ -490,9 +502,18 @@ async fn attempt(
     snap: &Snapshot,
     idx: usize,
     up: &Upstream,
+    principal: &Principal,
     request: &Parsed<'_>,
 ) -> Result<Result<Reply, AttemptError>, GatewayError> {
-    if up.unavailable.is_some()
+    // The tenant's own credential for this provider (BYOK), if it stored one;
+    // one that cannot be opened makes the provider unusable for the tenant,
+    // never a fallback to the operator's credential.
+    let own = match ex.rec.state.byok.get(principal.tenant(), up.id.as_str()) {
+        None => None,
+        Some(Held::Key(k)) => Some(k),
+        Some(Held::Broken) => return Ok(Err(AttemptError::Unavailable)),
+    };
+    if (own.is_none() && up.unavailable.is_some())
         || (request.endpoint == Endpoint::Embeddings && up.api != Api::OpenAi)
     {
         // Never contacted (its credential is not set, or embeddings, which
@@ -534,6 +555,7 @@ async fn attempt(
                 stream,
                 &ex.rec.request_id,
                 &ex.attempt_connected,
+                own.as_deref(),
             )
             .await?;
         let status = resp.status();
@@ -864,6 +886,7 @@ async fn models(state: &State, headers: &HeaderMap, request_id: &str) -> Respons
     let data: Vec<serde_json::Value> = table
         .models()
         .into_iter()
+        .filter(|m| principal.allows_model(m))
         .filter(
             |m| match table.decide(principal.tenant(), principal.project(), m, today, None) {
                 Decision::Route(r) => r.eligible().next().is_some(),

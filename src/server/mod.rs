@@ -56,6 +56,10 @@ pub struct State {
     pub metrics: Metrics,
     pub usage: UsageSink,
     pub store: Store,
+    /// Tenants' own provider credentials (BYOK).
+    pub byok: crate::upstream::byok::Byok,
+    /// The gateway file, for `POST /admin/reload`.
+    pub config_path: PathBuf,
     /// Set when the shutdown drain deadline has passed and the exchanges
     /// still running are being cut: each then records itself, in place, as
     /// `cut_by_shutdown`.
@@ -175,6 +179,9 @@ impl Running {
                 "replaying usage records spooled by an earlier run"
             );
         }
+        let master = crate::credentials::MasterKey::from_env(env)
+            .map_err(|e| format!("BYOK master key: {e}"))?;
+        let byok = crate::upstream::byok::Byok::new(master);
         let (usage, writer) = usage::channel(store.clone(), metrics.clone(), spool);
         let state = Arc::new(State {
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -182,11 +189,16 @@ impl Running {
             metrics,
             usage,
             store: store.clone(),
+            byok,
+            config_path: config_path.clone(),
             cutting: AtomicBool::new(false),
         });
 
-        // Load every key before accepting requests.
+        // Load every key and BYOK credential before accepting requests.
         refresh_keys(&state, None)
+            .await
+            .map_err(|e| format!("store: {e}"))?;
+        refresh_credentials(&state, None)
             .await
             .map_err(|e| format!("store: {e}"))?;
 
@@ -203,6 +215,7 @@ impl Running {
         let mut tasks = JoinSet::new();
         tasks.spawn(writer.run());
         tasks.spawn(key_refresher(state.clone(), rx.clone()));
+        tasks.spawn(credential_refresher(state.clone(), rx.clone()));
         tasks.spawn(reload::run(state.clone(), config_path, rx.clone()));
         let limits = state.snapshot.load().config.server.limits;
         let s = state.clone();
@@ -366,8 +379,39 @@ async fn refresh_keys(state: &State, previous_start: Option<i64>) -> Result<(), 
     Ok(())
 }
 
+/// Keeps the BYOK credentials in step with the store.
+async fn credential_refresher(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    let mut last_started = Some(clock::now_ms());
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(crate::upstream::byok::REFRESH_MS)) => {}
+            _ = shutdown.changed() => return,
+        }
+        let started = clock::now_ms();
+        match refresh_credentials(&state, last_started).await {
+            Ok(()) => last_started = Some(started),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "BYOK credential refresh failed; keeping the credentials already loaded"
+            ),
+        }
+    }
+}
+
+async fn refresh_credentials(
+    state: &State,
+    previous_start: Option<i64>,
+) -> Result<(), store::StoreError> {
+    let rows = state
+        .store
+        .credentials_updated_since(store::next_key_sync_since(previous_start))
+        .await?;
+    state.byok.apply(&rows);
+    Ok(())
+}
+
 /// What the key cache needs of a stored key.
-fn key_state(r: store::KeyRow) -> KeyState {
+pub(crate) fn key_state(r: store::KeyRow) -> KeyState {
     KeyState {
         id: r.id,
         tenant: r.tenant,
@@ -376,6 +420,7 @@ fn key_state(r: store::KeyRow) -> KeyState {
         expires_ms: r.expires_ms,
         revoked: r.revoked_ms.is_some(),
         last_used_ms: r.last_used_ms,
+        scope: r.scope,
     }
 }
 

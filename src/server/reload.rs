@@ -17,7 +17,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::{Snapshot, State, set_attestation_gauges};
-use crate::config::{self, ProcessEnv};
+use crate::audit::{ACTOR_FILE_WATCH, ACTOR_SIGHUP, NewAuditEntry, Outcome};
+use crate::config::{self, ConfigError, ProcessEnv};
 
 /// How often the files are checked for changes.
 pub const WATCH_EVERY: Duration = Duration::from_secs(2);
@@ -59,20 +60,65 @@ pub async fn run(state: Arc<State>, config_path: PathBuf, mut shutdown: watch::R
         }
         seen = now;
         let (st, c) = (state.clone(), config_path.clone());
-        let _ = tokio::task::spawn_blocking(move || reload(&st, &c)).await;
+        if let Ok(result) = tokio::task::spawn_blocking(move || reload(&st, &c)).await {
+            let actor = if forced {
+                ACTOR_SIGHUP
+            } else {
+                ACTOR_FILE_WATCH
+            };
+            audit(&state, actor, &result).await;
+        }
     }
 }
 
-/// Loads, validates and swaps in the configuration at `path`; false when it
-/// was rejected (the previous one stays).
-pub fn reload(state: &State, path: &Path) -> bool {
+/// Appends a reload to the audit log: the files' hashes, or how many errors
+/// rejected it. A store failure is logged, not fatal: the reload happened.
+pub(crate) async fn audit(
+    state: &State,
+    actor: &str,
+    result: &Result<Reloaded, Vec<ConfigError>>,
+) -> Option<()> {
+    let now = crate::clock::now_ms();
+    let entry = match result {
+        Ok(r) => NewAuditEntry::new(now, actor, "reload", Outcome::Success)
+            .detail("files", files_json(r)),
+        Err(errors) => NewAuditEntry::new(now, actor, "reload", Outcome::Failure)
+            .detail("errors", errors.len()),
+    };
+    match state.store.append_audit(&entry).await {
+        Ok(_) => Some(()),
+        Err(e) => {
+            tracing::error!(error = %e, "could not append a reload to the audit log");
+            None
+        }
+    }
+}
+
+/// What a reload loaded: every file read, with the SHA-256 of its bytes (the
+/// gateway file first, then the policy files), for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reloaded {
+    pub files: Vec<(PathBuf, [u8; 32])>,
+}
+
+/// Loads, validates and swaps in the configuration at `path`. On any error
+/// nothing changes and the errors (file, line, key; never a value) are
+/// returned.
+pub(crate) fn reload(state: &State, path: &Path) -> Result<Reloaded, Vec<ConfigError>> {
     let result = config::load(path, &ProcessEnv)
-        .map_err(|errors| errors.0.iter().map(ToString::to_string).collect::<Vec<_>>())
+        .map_err(|errors| errors.0)
         .and_then(|cfg| {
             // Rate-limit windows and passive health carry over from the
             // configuration in force (see `Snapshot::build`).
             let previous = state.snapshot.load();
-            Snapshot::build(cfg, &ProcessEnv, Some(&previous)).map_err(|e| vec![e])
+            Snapshot::build(cfg, &ProcessEnv, Some(&previous)).map_err(|message| {
+                vec![ConfigError {
+                    file: path.to_path_buf(),
+                    line: None,
+                    key: None,
+                    message,
+                }]
+            })
         });
     match result {
         Ok((snapshot, warnings)) => {
@@ -80,11 +126,19 @@ pub fn reload(state: &State, path: &Path) -> bool {
                 tracing::warn!("{w}");
             }
             set_attestation_gauges(&state.metrics, &snapshot.config);
-            let files: Vec<String> = snapshot
-                .config
-                .policy_files
+            let config = &snapshot.config;
+            let files: Vec<(PathBuf, [u8; 32])> =
+                std::iter::once((config.file.clone(), config.file_sha256))
+                    .chain(
+                        config
+                            .policy_files
+                            .iter()
+                            .map(|f| (f.path.clone(), f.sha256)),
+                    )
+                    .collect();
+            let listed: Vec<String> = files
                 .iter()
-                .map(|f| format!("{}={}", f.path.display(), &hex::encode(f.sha256)[..12]))
+                .map(|(p, h)| format!("{}={}", p.display(), &hex::encode(h)[..12]))
                 .collect();
             state.snapshot.store(Arc::new(snapshot));
             state
@@ -92,8 +146,8 @@ pub fn reload(state: &State, path: &Path) -> bool {
                 .config_reloads
                 .with_label_values(&["success"])
                 .inc();
-            tracing::info!(policy_files = %files.join(" "), "configuration reloaded");
-            true
+            tracing::info!(files = %listed.join(" "), "configuration reloaded");
+            Ok(Reloaded { files })
         }
         Err(errors) => {
             state
@@ -108,7 +162,7 @@ pub fn reload(state: &State, path: &Path) -> bool {
                 errors = errors.len(),
                 "configuration change rejected; the previous configuration stays in force"
             );
-            false
+            Err(errors)
         }
     }
 }
@@ -152,4 +206,12 @@ fn fingerprint(config: &Path, policies: &Path, credentials: &[PathBuf]) -> [u8; 
         add(f);
     }
     h.finalize().into()
+}
+
+/// `[{"path", "sha256"}]` for the files a reload read (audit and API).
+pub(crate) fn files_json(r: &Reloaded) -> serde_json::Value {
+    r.files
+        .iter()
+        .map(|(p, h)| serde_json::json!({ "path": p.display().to_string(), "sha256": hex::encode(h) }))
+        .collect()
 }

@@ -8,6 +8,7 @@
 //! Requests are built from parts prepared at load (parsed URIs, header
 //! values), so an attempt parses nothing and allocates little.
 
+pub(crate) mod byok;
 mod pool;
 
 use std::collections::HashMap;
@@ -75,6 +76,8 @@ pub struct Upstream {
     host: HeaderValue,
     /// Credential header, marked sensitive; `None` when the provider needs none.
     auth: Option<(HeaderName, HeaderValue)>,
+    /// The header a credential goes in (`authorization`: as a bearer token).
+    auth_header: String,
     headers: HeaderMap,
     pub timeout: Duration,
     /// Public model name → the provider's own name.
@@ -227,6 +230,10 @@ impl Upstreams {
                 ],
                 host,
                 auth,
+                auth_header: u
+                    .auth
+                    .as_ref()
+                    .map_or_else(|| "authorization".to_owned(), |a| a.header.clone()),
                 headers,
                 timeout: u.timeout,
                 models: u
@@ -265,10 +272,17 @@ impl Upstream {
         stream: bool,
         request_id: &str,
         connected: &std::sync::atomic::AtomicBool,
+        own: Option<&Secret<String>>,
     ) -> Result<UpstreamResponse, AttemptError> {
-        if self.unavailable.is_some() {
-            return Err(AttemptError::Unavailable);
-        }
+        // The tenant's own credential (BYOK) replaces the operator's.
+        let own = match own {
+            None if self.unavailable.is_some() => return Err(AttemptError::Unavailable),
+            None => None,
+            Some(key) => Some(
+                credential_header(&self.auth_header, key.expose())
+                    .ok_or(AttemptError::Unavailable)?,
+            ),
+        };
         let path = match endpoint {
             Endpoint::ChatCompletions => &self.paths[0],
             Endpoint::Embeddings => &self.paths[1],
@@ -300,7 +314,7 @@ impl Upstream {
         if let Ok(id) = HeaderValue::from_str(request_id) {
             h.insert(HeaderName::from_static("x-request-id"), id);
         }
-        if let Some((name, value)) = &self.auth {
+        if let Some((name, value)) = own.as_ref().or(self.auth.as_ref()) {
             h.insert(name.clone(), value.clone());
         }
         self.pool

@@ -1,5 +1,9 @@
-//! The admin listener: `/metrics`, `/healthz`, `/readyz`. These need no token
-//! (SPEC section 4); the token-protected `/admin/*` API comes later.
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`, which need no token
+//! (SPEC section 4), and the token-protected `/admin/*` API ([`api`]).
+
+mod access;
+mod api;
+mod json;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +20,9 @@ const UNAUTHENTICATED: &[&str] = &["/metrics", "/healthz", "/readyz"];
 
 pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
+    if path.starts_with("/admin/") {
+        return api::handle(state, req).await;
+    }
     if req.method() != Method::GET || !UNAUTHENTICATED.contains(&path) {
         return text(StatusCode::NOT_FOUND, "not found\n", "text/plain");
     }

@@ -1,0 +1,635 @@
+//! The admin API through real HTTP against the real binary: every cell of
+//! role × endpoint × tenant, bad input on every endpoint, and what each
+//! action leaves in the store and the audit log.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test scaffolding: a failed setup step must fail the test"
+)]
+
+mod common;
+
+use std::process::Command;
+
+use common::{EU_TERMS, Gateway, GatewayBuilder, MockProvider, http};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const MASTER_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// Two tenants on one provider, with BYOK on.
+async fn gateway(mock: &MockProvider) -> Gateway {
+    GatewayBuilder::new()
+        .provider("eu", mock, r#""gpt-4o" = "gpt-4o""#, EU_TERMS)
+        .tenant("acme", "[data]\nprocessing_in = [\"EEA\"]\n")
+        .tenant("globex", "[data]\nprocessing_in = [\"EEA\"]\n")
+        .key("acme", None)
+        .key("globex", None)
+        .env("CORDON_MASTER_KEY", MASTER_KEY)
+        .start()
+        .await
+}
+
+/// Runs `cordon admin-token create` and returns the raw token.
+fn admin_token(gw: &Gateway, role: &str, tenant: Option<&str>) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cordon"));
+    cmd.args(["admin-token", "create", "--config"])
+        .arg(gw.dir.path().join("cordon.toml"))
+        .args(["--role", role]);
+    if let Some(t) = tenant {
+        cmd.args(["--tenant", t]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+async fn call(
+    gw: &Gateway,
+    token: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = http().request(method, gw.admin_url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// What each endpoint needs, for tenant `t` (its key id is `key_id`).
+fn endpoints(t: &str, key_id: &str) -> Vec<(&'static str, Method, String, Option<Value>)> {
+    vec![
+        (
+            "explain",
+            Method::POST,
+            "/admin/explain".into(),
+            Some(json!({"tenant": t, "model": "gpt-4o"})),
+        ),
+        (
+            "list_keys",
+            Method::GET,
+            format!("/admin/tenants/{t}/keys"),
+            None,
+        ),
+        (
+            "create_key",
+            Method::POST,
+            format!("/admin/tenants/{t}/keys"),
+            Some(json!({"name": "matrix"})),
+        ),
+        (
+            "list_credentials",
+            Method::GET,
+            format!("/admin/tenants/{t}/credentials"),
+            None,
+        ),
+        (
+            "put_credential",
+            Method::PUT,
+            format!("/admin/tenants/{t}/credentials/eu"),
+            Some(json!({"key": "sk-tenant-own"})),
+        ),
+        (
+            "delete_credential",
+            Method::DELETE,
+            format!("/admin/tenants/{t}/credentials/eu"),
+            None,
+        ),
+        (
+            "usage",
+            Method::GET,
+            format!("/admin/usage?tenant={t}"),
+            None,
+        ),
+        (
+            "audit",
+            Method::GET,
+            format!("/admin/audit?tenant={t}"),
+            None,
+        ),
+        // Last: revoking the tenant's only client key.
+        (
+            "revoke_key",
+            Method::DELETE,
+            format!("/admin/keys/{key_id}"),
+            None,
+        ),
+        ("reload", Method::POST, "/admin/reload".into(), None),
+    ]
+}
+
+/// The expected status, from the SPEC's role table (written out here, not
+/// taken from the implementation).
+fn expected(role: &str, own_tenant: bool, endpoint: &str) -> StatusCode {
+    let reads = ["explain", "list_keys", "list_credentials", "usage", "audit"];
+    let writes = [
+        "create_key",
+        "put_credential",
+        "delete_credential",
+        "revoke_key",
+    ];
+    let ok = |e: &str| match e {
+        "create_key" => StatusCode::CREATED,
+        _ => StatusCode::OK,
+    };
+    match role {
+        "none" | "unknown" | "revoked" => StatusCode::UNAUTHORIZED,
+        "platform-admin" => ok(endpoint),
+        "auditor" => {
+            if ["usage", "audit"].contains(&endpoint) {
+                ok(endpoint)
+            } else {
+                StatusCode::FORBIDDEN
+            }
+        }
+        "tenant-admin" | "viewer" => {
+            if endpoint == "reload" {
+                StatusCode::FORBIDDEN
+            } else if !own_tenant {
+                StatusCode::NOT_FOUND
+            } else if reads.contains(&endpoint)
+                || (role == "tenant-admin" && writes.contains(&endpoint))
+            {
+                ok(endpoint)
+            } else {
+                StatusCode::FORBIDDEN
+            }
+        }
+        other => unreachable!("{other}"),
+    }
+}
+
+#[tokio::test]
+async fn every_role_endpoint_and_tenant_cell() {
+    let mock = MockProvider::start("eu").await;
+    let gw = gateway(&mock).await;
+    let revoked = admin_token(&gw, "viewer", Some("acme"));
+    let revoked_id = revoked.split('_').nth(1).unwrap().to_owned();
+    let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["admin-token", "revoke", "--config"])
+        .arg(gw.dir.path().join("cordon.toml"))
+        .arg(&revoked_id)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+
+    let roles: Vec<(&str, Option<String>)> = vec![
+        ("none", None),
+        (
+            "unknown",
+            Some("cdnadm_zzzzzzzz_0123456789abcdefghijABCDEFGHIJ0123456789".into()),
+        ),
+        ("revoked", Some(revoked)),
+        ("viewer", Some(admin_token(&gw, "viewer", Some("acme")))),
+        ("auditor", Some(admin_token(&gw, "auditor", None))),
+        (
+            "tenant-admin",
+            Some(admin_token(&gw, "tenant-admin", Some("acme"))),
+        ),
+        (
+            "platform-admin",
+            Some(admin_token(&gw, "platform-admin", None)),
+        ),
+    ];
+    let mut cells = 0;
+    for (role, token) in &roles {
+        for (tenant, own) in [("acme", true), ("globex", false)] {
+            // A fresh key per (role, tenant), so each revocation is its own.
+            let key_id = {
+                let (s, v) = call(
+                    &gw,
+                    roles.last().unwrap().1.as_deref(),
+                    Method::POST,
+                    &format!("/admin/tenants/{tenant}/keys"),
+                    Some(json!({})),
+                )
+                .await;
+                assert_eq!(s, StatusCode::CREATED);
+                v["id"].as_str().unwrap().to_owned()
+            };
+            for (name, method, path, body) in endpoints(tenant, &key_id) {
+                let (status, body) = call(&gw, token.as_deref(), method, &path, body).await;
+                let want = expected(role, own, name);
+                assert_eq!(status, want, "{role} on {tenant}: {name} {path}: {body}");
+                if !status.is_success() {
+                    let code = body["error"]["code"].as_str().unwrap_or_default();
+                    let want_code = match status {
+                        StatusCode::UNAUTHORIZED => "unauthorized",
+                        StatusCode::FORBIDDEN => "forbidden",
+                        _ => "not_found",
+                    };
+                    assert_eq!(code, want_code, "{role} {name}: {body}");
+                }
+                cells += 1;
+            }
+        }
+    }
+    assert_eq!(cells, 7 * 2 * 10);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn another_tenants_name_cannot_be_probed() {
+    let mock = MockProvider::start("eu").await;
+    let gw = gateway(&mock).await;
+    let viewer = admin_token(&gw, "tenant-admin", Some("acme"));
+    let (s1, b1) = call(
+        &gw,
+        Some(&viewer),
+        Method::GET,
+        "/admin/tenants/globex/keys",
+        None,
+    )
+    .await;
+    let (s2, b2) = call(
+        &gw,
+        Some(&viewer),
+        Method::GET,
+        "/admin/tenants/nosuch/keys",
+        None,
+    )
+    .await;
+    assert_eq!((s1, s2), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND));
+    // Same code and field; the message names only what was asked.
+    assert_eq!(b1["error"]["code"], b2["error"]["code"]);
+    assert_eq!(b1["error"]["field"], b2["error"]["field"]);
+    gw.stop().await;
+}
+
+/// A bad request: method, path, body, the status and the field it names.
+type Case = (
+    Method,
+    &'static str,
+    Option<Value>,
+    StatusCode,
+    Option<&'static str>,
+);
+
+/// Every audit entry, as the platform admin reads them.
+async fn audit_entries(gw: &Gateway, token: &str) -> Vec<Value> {
+    let (s, v) = call(
+        gw,
+        Some(token),
+        Method::GET,
+        "/admin/audit?limit=10000",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    v["entries"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_naming_the_field_and_changes_nothing() {
+    let mock = MockProvider::start("eu").await;
+    let gw = gateway(&mock).await;
+    let admin = admin_token(&gw, "platform-admin", None);
+    let store = gw.store().await;
+    let keys_before = store.list_keys("acme").await.unwrap().len();
+    let audit_before = audit_entries(&gw, &admin).await.len();
+
+    let big = json!({ "name": "x".repeat(2 << 20) });
+    let cases: Vec<Case> = vec![
+        // explain
+        (
+            Method::POST,
+            "/admin/explain",
+            Some(json!({"model": "gpt-4o"})),
+            StatusCode::BAD_REQUEST,
+            Some("tenant"),
+        ),
+        (
+            Method::POST,
+            "/admin/explain",
+            Some(json!({"tenant": "acme"})),
+            StatusCode::BAD_REQUEST,
+            Some("model"),
+        ),
+        (
+            Method::POST,
+            "/admin/explain",
+            Some(json!({"tenant": 7, "model": "gpt-4o"})),
+            StatusCode::BAD_REQUEST,
+            Some("tenant"),
+        ),
+        (
+            Method::POST,
+            "/admin/explain",
+            Some(json!({"tenant": "nosuch", "model": "gpt-4o"})),
+            StatusCode::NOT_FOUND,
+            Some("tenant"),
+        ),
+        (
+            Method::POST,
+            "/admin/explain",
+            Some(json!({"tenant": "acme", "model": "gpt-4o", "project": "nosuch"})),
+            StatusCode::NOT_FOUND,
+            Some("project"),
+        ),
+        (
+            Method::POST,
+            "/admin/explain",
+            Some(json!({"tenant": "acme", "model": "gpt-4o", "at": "soon"})),
+            StatusCode::BAD_REQUEST,
+            Some("at"),
+        ),
+        (
+            Method::POST,
+            "/admin/explain",
+            Some(big.clone()),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+        ),
+        // keys
+        (
+            Method::POST,
+            "/admin/tenants/acme/keys",
+            Some(json!({"rpm": "fast"})),
+            StatusCode::BAD_REQUEST,
+            Some("rpm"),
+        ),
+        (
+            Method::POST,
+            "/admin/tenants/acme/keys",
+            Some(json!({"rpm": 0})),
+            StatusCode::BAD_REQUEST,
+            Some("rpm"),
+        ),
+        (
+            Method::POST,
+            "/admin/tenants/acme/keys",
+            Some(json!({"models": "gpt-4o"})),
+            StatusCode::BAD_REQUEST,
+            Some("models"),
+        ),
+        (
+            Method::POST,
+            "/admin/tenants/acme/keys",
+            Some(json!({"models": ["[unclosed"]})),
+            StatusCode::BAD_REQUEST,
+            Some("models"),
+        ),
+        (
+            Method::POST,
+            "/admin/tenants/acme/keys",
+            Some(json!({"expires_in": "forever"})),
+            StatusCode::BAD_REQUEST,
+            Some("expires_in"),
+        ),
+        (
+            Method::POST,
+            "/admin/tenants/acme/keys",
+            Some(json!({"name": "a\u{0007}b"})),
+            StatusCode::BAD_REQUEST,
+            Some("name"),
+        ),
+        (
+            Method::POST,
+            "/admin/tenants/acme/keys",
+            Some(json!({"project": "nosuch"})),
+            StatusCode::NOT_FOUND,
+            Some("project"),
+        ),
+        (
+            Method::POST,
+            "/admin/tenants/nosuch/keys",
+            Some(json!({})),
+            StatusCode::NOT_FOUND,
+            Some("tenant"),
+        ),
+        (
+            Method::POST,
+            "/admin/tenants/acme/keys",
+            Some(json!({"nmae": "typo"})),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            Method::POST,
+            "/admin/tenants/acme/keys",
+            Some(big.clone()),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/admin/keys/nosuch00",
+            None,
+            StatusCode::NOT_FOUND,
+            Some("id"),
+        ),
+        (
+            Method::DELETE,
+            "/admin/keys/NOT-AN-ID",
+            None,
+            StatusCode::NOT_FOUND,
+            Some("id"),
+        ),
+        // credentials
+        (
+            Method::PUT,
+            "/admin/tenants/acme/credentials/eu",
+            Some(json!({})),
+            StatusCode::BAD_REQUEST,
+            Some("key"),
+        ),
+        (
+            Method::PUT,
+            "/admin/tenants/acme/credentials/eu",
+            Some(json!({"key": 42})),
+            StatusCode::BAD_REQUEST,
+            Some("key"),
+        ),
+        (
+            Method::PUT,
+            "/admin/tenants/acme/credentials/nosuch",
+            Some(json!({"key": "sk"})),
+            StatusCode::NOT_FOUND,
+            Some("provider"),
+        ),
+        (
+            Method::PUT,
+            "/admin/tenants/nosuch/credentials/eu",
+            Some(json!({"key": "sk"})),
+            StatusCode::NOT_FOUND,
+            Some("tenant"),
+        ),
+        (
+            Method::PUT,
+            "/admin/tenants/acme/credentials/eu",
+            Some(big),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/admin/tenants/acme/credentials/eu",
+            None,
+            StatusCode::NOT_FOUND,
+            Some("provider"),
+        ),
+        // usage and audit
+        (
+            Method::GET,
+            "/admin/usage?group_by=colour",
+            None,
+            StatusCode::BAD_REQUEST,
+            Some("group_by"),
+        ),
+        (
+            Method::GET,
+            "/admin/usage?since=someday",
+            None,
+            StatusCode::BAD_REQUEST,
+            Some("since"),
+        ),
+        (
+            Method::GET,
+            "/admin/usage?tenant=nosuch",
+            None,
+            StatusCode::NOT_FOUND,
+            Some("tenant"),
+        ),
+        (
+            Method::GET,
+            "/admin/usage?tenantt=acme",
+            None,
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            Method::GET,
+            "/admin/audit?limit=0",
+            None,
+            StatusCode::BAD_REQUEST,
+            Some("limit"),
+        ),
+        // routing
+        (
+            Method::GET,
+            "/admin/reload",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+        ),
+        (
+            Method::GET,
+            "/admin/nothing",
+            None,
+            StatusCode::NOT_FOUND,
+            None,
+        ),
+    ];
+    for (method, path, body, want, field) in cases {
+        let (status, v) = call(&gw, Some(&admin), method.clone(), path, body).await;
+        assert_eq!(status, want, "{method} {path}: {v}");
+        assert!(v["error"]["code"].is_string(), "{method} {path}: {v}");
+        assert_eq!(v["error"]["field"].as_str(), field, "{method} {path}: {v}");
+    }
+    assert_eq!(store.list_keys("acme").await.unwrap().len(), keys_before);
+    let after = audit_entries(&gw, &admin).await;
+    assert!(
+        after[audit_before..]
+            .iter()
+            .all(|e| e["outcome"] != "success"),
+        "a refused request was audited as a success: {after:?}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_made_through_the_api_works_at_once_and_revoked_is_refused() {
+    let mock = MockProvider::start("eu").await;
+    let gw = gateway(&mock).await;
+    let admin = admin_token(&gw, "tenant-admin", Some("acme"));
+    let (s, v) = call(
+        &gw,
+        Some(&admin),
+        Method::POST,
+        "/admin/tenants/acme/keys",
+        Some(json!({"name": "api", "models": ["gpt-*"], "rpm": 100})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let key = v["key"].as_str().unwrap().to_owned();
+    let id = v["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (v["rpm"].as_u64(), v["models"][0].as_str()),
+        (Some(100), Some("gpt-*"))
+    );
+    let chat = |key: String| {
+        let gw_url = gw.url("/v1/chat/completions");
+        async move {
+            http()
+                .post(gw_url)
+                .bearer_auth(key)
+                .header("content-type", "application/json")
+                .body(common::chat("gpt-4o", "hello").to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(chat(key.clone()).await, StatusCode::OK);
+    // Listed without the key or its hash.
+    let (_, list) = call(
+        &gw,
+        Some(&admin),
+        Method::GET,
+        "/admin/tenants/acme/keys",
+        None,
+    )
+    .await;
+    let listed = list.to_string();
+    assert!(
+        listed.contains(&id) && !listed.contains(&key[13..]),
+        "{listed}"
+    );
+    let (s, v) = call(
+        &gw,
+        Some(&admin),
+        Method::DELETE,
+        &format!("/admin/keys/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, v["already_revoked"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+    assert_eq!(chat(key.clone()).await, StatusCode::UNAUTHORIZED);
+    let entries = audit_entries(&gw, &admin_token(&gw, "platform-admin", None)).await;
+    let actions: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"key.create") && actions.contains(&"key.revoke"),
+        "{actions:?}"
+    );
+    // The audit log names the key by id, never by its secret.
+    let text = serde_json::to_string(&entries).unwrap();
+    assert!(text.contains(&id) && !text.contains(&key[13..]), "{text}");
+    gw.stop().await;
+}
