@@ -20,7 +20,12 @@ const MASTER_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aa
 /// Two tenants on one provider, with BYOK on.
 async fn gateway(mock: &MockProvider) -> Gateway {
     GatewayBuilder::new()
-        .provider("eu", mock, r#""gpt-4o" = "gpt-4o""#, EU_TERMS)
+        .provider(
+            "eu",
+            mock,
+            r#""gpt-4o" = "gpt-4o", "mistral-small" = "mistral-small""#,
+            EU_TERMS,
+        )
         .tenant("acme", "[data]\nprocessing_in = [\"EEA\"]\n")
         .tenant("globex", "[data]\nprocessing_in = [\"EEA\"]\n")
         .key("acme", None)
@@ -631,5 +636,83 @@ async fn a_key_made_through_the_api_works_at_once_and_revoked_is_refused() {
     // The audit log names the key by id, never by its secret.
     let text = serde_json::to_string(&entries).unwrap();
     assert!(text.contains(&id) && !text.contains(&key[13..]), "{text}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_keys_scope_narrows_its_models_and_rate() {
+    let mock = MockProvider::start("eu").await;
+    let gw = gateway(&mock).await;
+    let admin = admin_token(&gw, "tenant-admin", Some("acme"));
+    let (s, v) = call(
+        &gw,
+        Some(&admin),
+        Method::POST,
+        "/admin/tenants/acme/keys",
+        Some(json!({"models": ["gpt-4o*"], "rpm": 2})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let key = v["key"].as_str().unwrap().to_owned();
+    let send = |model: &'static str| {
+        let (url, key) = (gw.url("/v1/chat/completions"), key.clone());
+        async move {
+            http()
+                .post(url)
+                .bearer_auth(key)
+                .header("content-type", "application/json")
+                .body(common::chat(model, "hello").to_string())
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Outside the globs: not found, and nothing reaches the provider.
+    let before = mock.count();
+    let r = send("mistral-small").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(mock.count(), before);
+    // Listed models are only those in scope.
+    let models: Value = serde_json::from_str(
+        &http()
+            .get(gw.url("/v1/models"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["gpt-4o"]);
+    // Two requests a minute: the third is refused with a retry-after, and
+    // the tenant's other keys are not affected.
+    let r = send("gpt-4o").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let refused = send("gpt-4o").await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(refused.text().await.unwrap().contains("this key"));
+    let other = http()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&gw.keys[0])
+        .header("content-type", "application/json")
+        .body(common::chat("mistral-small", "hello").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::OK);
     gw.stop().await;
 }

@@ -34,18 +34,6 @@ use tempfile::TempDir;
 
 const DOC: &str = include_str!("../docs/configuration.md");
 
-/// Keys documented ahead of the branches that add them to the loader. Only
-/// their absence from the loader is excused: once it accepts one, its rows
-/// are checked like any other (the complete examples need not use it until
-/// its entry here is removed).
-const PENDING: &[(Ns, &str)] = &[
-    (Ns::Gateway, "providers.auth.file"),
-    (Ns::Gateway, "admin_tls"),
-    (Ns::Gateway, "admin_tls.cert"),
-    (Ns::Gateway, "admin_tls.key"),
-    (Ns::Gateway, "admin_tls.client_ca"),
-];
-
 /// Environment the examples may refer to.
 const ENV: &[(&str, &str)] = &[
     ("AZURE_FR_HOST", "example-fr.openai.azure.com"),
@@ -150,15 +138,6 @@ impl fmt::Display for Ns {
             Ns::Floor => "policies/_floor.toml",
         })
     }
-}
-
-fn is_pending(ns: Ns, path: &str) -> bool {
-    PENDING.contains(&(ns, path))
-}
-
-/// A pending key the loader does not know yet.
-fn excused(ns: Ns, path: &str, schema: &Schema) -> bool {
-    is_pending(ns, path) && !schema.accepts(path)
 }
 
 // === the document ===
@@ -914,7 +893,7 @@ fn keys_match_the_loader() {
         }
         // Every section and row is something the loader accepts.
         for s in doc.sections_of(ns) {
-            if !schema.accepts(&s.path) && !is_pending(ns, &s.path) {
+            if !schema.accepts(&s.path) {
                 problems.push(format!(
                     "{ns}: section [{}] is not a table the loader accepts",
                     s.path
@@ -924,22 +903,12 @@ fn keys_match_the_loader() {
     }
     for (ns, s, r, path) in rows(&doc) {
         let accepted = schemas.get(&ns).is_some_and(|sc| sc.accepts(&path));
-        if !accepted && !is_pending(ns, &path) {
+        if !accepted {
             problems.push(format!(
                 "docs/configuration.md:{}: {ns} [{}] documents `{}`, which the loader does not accept",
                 r.line,
                 s.path,
                 r.key()
-            ));
-        }
-    }
-    // PENDING excuses only documented keys, so it cannot hide a typo.
-    for (ns, path) in PENDING {
-        let documented = rows(&doc).any(|(n, _, _, p)| n == *ns && p == *path)
-            || doc.section(*ns, path).is_some();
-        if !documented {
-            problems.push(format!(
-                "PENDING lists {ns} `{path}`, which is not documented"
             ));
         }
     }
@@ -962,9 +931,6 @@ fn rows_are_what_the_loader_does() {
         let Some(schema) = schemas.get(&ns) else {
             continue;
         };
-        if excused(ns, &path, schema) || excused(ns, &s.path, schema) {
-            continue;
-        }
         let at = format!("docs/configuration.md:{} ({ns} `{path}`)", r.line);
         let place = Place {
             ns,
@@ -1190,7 +1156,7 @@ fn complete_examples_load_and_use_every_key() {
                 None => (ns, path.clone()),
             };
             let seen = used.get(&ns).is_some_and(|u| u.contains(&path));
-            if !seen && !is_pending(ns, &path) {
+            if !seen {
                 problems.push(format!("{ns}: no complete example uses `{path}`"));
             }
         }
