@@ -1064,3 +1064,11 @@ fn check_scrubbed(from: Wire, to: Wire, provider: StatusCode, status: StatusCode
 
 #[cfg(test)]
 mod tests;
+
+// ===== target `admin_request`: admin API routing, query and body =====
+
+/// The admin API's request parsing on any path, query and body; the
+/// properties are documented on `crate::server::admin::fuzz`.
+pub fn admin_request(data: &[u8]) {
+    crate::server::admin::fuzz(data);
+}

@@ -716,3 +716,60 @@ async fn a_keys_scope_narrows_its_models_and_rate() {
     assert_eq!(other.status(), StatusCode::OK);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn admin_explain_gives_the_verdicts_of_cordon_explain_json() {
+    let mock = MockProvider::start("eu").await;
+    let gw = GatewayBuilder::new()
+        .provider("eu", &mock, r#""gpt-4o" = "gpt-4o""#, EU_TERMS)
+        // Compliant, but its credential is not set: unusable in both.
+        .provider("eu-nokey", &mock, r#""gpt-4o" = "gpt-4o""#, EU_TERMS)
+        .provider_extra(r#"auth = { env = "CORDON_TEST_UNSET_CREDENTIAL" }"#)
+        .provider("us", &mock, r#""gpt-4o" = "gpt-4o""#, common::US_TERMS)
+        .tenant("acme", "[data]\nprocessing_in = [\"EEA\"]\n")
+        .start()
+        .await;
+    let admin = admin_token(&gw, "viewer", Some("acme"));
+    let (s, api) = call(
+        &gw,
+        Some(&admin),
+        Method::POST,
+        "/admin/explain",
+        Some(json!({"tenant": "acme", "model": "gpt-4o"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{api}");
+    let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args([
+            "explain", "--json", "--tenant", "acme", "--model", "gpt-4o", "--config",
+        ])
+        .arg(gw.dir.path().join("cordon.toml"))
+        .env_remove("CORDON_TEST_UNSET_CREDENTIAL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(api, cli);
+    assert_eq!(api["eligible"], json!(["eu"]));
+    let nokey = api["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "eu-nokey")
+        .unwrap();
+    assert_eq!(nokey["failed_rules"][0]["rule"], "credential", "{nokey}");
+    // Explain calls are audited.
+    let platform = admin_token(&gw, "platform-admin", None);
+    let entries = audit_entries(&gw, &platform).await;
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "explain" && e["tenant"] == "acme" && e["target"] == "gpt-4o"),
+        "{entries:?}"
+    );
+    gw.stop().await;
+}

@@ -38,6 +38,11 @@ fn provider_error_seeds() {
 }
 
 #[test]
+fn admin_request_seeds() {
+    replay("admin_request", super::admin_request);
+}
+
+#[test]
 fn every_sse_relay_and_every_cut_of_a_seed() {
     let seed = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n\
 data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n\

@@ -9,7 +9,7 @@
 //! replaces their cache entries, those a request's lookup added included, so
 //! a revocation reaches every replica within about a second.
 
-mod admin;
+pub(crate) mod admin;
 mod bridge;
 mod exchange;
 pub mod reload;

@@ -5,6 +5,9 @@ mod access;
 mod api;
 mod json;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use api::fuzz;
+
 use std::sync::Arc;
 use std::time::Duration;
 
