@@ -62,7 +62,10 @@ impl Compiled {
                 .collect::<Box<[_]>>()
         });
         let rpm = scope.rpm.and_then(NonZeroU32::new).map(|n| {
-            match previous.filter(|p| p.source.rpm == scope.rpm).and_then(|p| p.rpm.clone()) {
+            match previous
+                .filter(|p| p.source.rpm == scope.rpm)
+                .and_then(|p| p.rpm.clone())
+            {
                 Some(kept) => kept,
                 None => Arc::new(KeyLimiter {
                     limiter: RateLimiter::direct_with_clock(Quota::per_minute(n), clock.clone()),
