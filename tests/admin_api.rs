@@ -2,15 +2,11 @@
 //! role × endpoint × tenant, bad input on every endpoint, and what each
 //! action leaves in the store and the audit log.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "test scaffolding: a failed setup step must fail the test"
-)]
-
 mod common;
 
 use std::process::Command;
 
+use common::admin::{admin_token, audit_entries, call};
 use common::{EU_TERMS, Gateway, GatewayBuilder, MockProvider, http};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -33,52 +29,6 @@ async fn gateway(mock: &MockProvider) -> Gateway {
         .env("CORDON_MASTER_KEY", MASTER_KEY)
         .start()
         .await
-}
-
-/// Runs `cordon admin-token create` and returns the raw token.
-fn admin_token(gw: &Gateway, role: &str, tenant: Option<&str>) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cordon"));
-    cmd.args(["admin-token", "create", "--config"])
-        .arg(gw.dir.path().join("cordon.toml"))
-        .args(["--role", role]);
-    if let Some(t) = tenant {
-        cmd.args(["--tenant", t]);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("token: "))
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
-async fn call(
-    gw: &Gateway,
-    token: Option<&str>,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = http().request(method, gw.admin_url(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b.to_string());
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 /// What each endpoint needs, for tenant `t` (its key id is `key_id`).
@@ -189,7 +139,7 @@ async fn every_role_endpoint_and_tenant_cell() {
     let mock = MockProvider::start("eu").await;
     let gw = gateway(&mock).await;
     let revoked = admin_token(&gw, "viewer", Some("acme"));
-    let revoked_id = revoked.split('_').nth(1).unwrap().to_owned();
+    let revoked_id = common::admin::token_id(&revoked);
     let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
         .args(["admin-token", "revoke", "--config"])
         .arg(gw.dir.path().join("cordon.toml"))
@@ -289,20 +239,6 @@ type Case = (
     StatusCode,
     Option<&'static str>,
 );
-
-/// Every audit entry, as the platform admin reads them.
-async fn audit_entries(gw: &Gateway, token: &str) -> Vec<Value> {
-    let (s, v) = call(
-        gw,
-        Some(token),
-        Method::GET,
-        "/admin/audit?limit=10000",
-        None,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    v["entries"].as_array().unwrap().clone()
-}
 
 #[tokio::test]
 async fn bad_input_is_a_4xx_naming_the_field_and_changes_nothing() {

@@ -60,6 +60,10 @@ pub struct State {
     pub byok: crate::upstream::byok::Byok,
     /// The gateway file, for `POST /admin/reload`.
     pub config_path: PathBuf,
+    /// Held by a reload from reading the files until its snapshot is in
+    /// force, so that of two reloads (API, SIGHUP, file watch) the one that
+    /// read the files last is the one left in force.
+    pub reloading: std::sync::Mutex<()>,
     /// Set when the shutdown drain deadline has passed and the exchanges
     /// still running are being cut: each then records itself, in place, as
     /// `cut_by_shutdown`.
@@ -191,6 +195,7 @@ impl Running {
             store: store.clone(),
             byok,
             config_path: config_path.clone(),
+            reloading: std::sync::Mutex::new(()),
             cutting: AtomicBool::new(false),
         });
 

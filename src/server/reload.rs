@@ -5,6 +5,8 @@
 //! are logged (file, line, key; never values) and counted, and the previous
 //! configuration stays in force. Requests in flight keep the snapshot they
 //! started with; each attempt re-checks eligibility against the new one.
+//! Reloads run one at a time, so the last to read the files is the one in
+//! force.
 //! Rate-limit windows and passive health survive a reload (for unchanged
 //! limits and for providers that remain), so a reload is not a way around a
 //! limit and does not send traffic back to a provider that was ejected.
@@ -105,6 +107,13 @@ pub(crate) struct Reloaded {
 /// nothing changes and the errors (file, line, key; never a value) are
 /// returned.
 pub(crate) fn reload(state: &State, path: &Path) -> Result<Reloaded, Vec<ConfigError>> {
+    // One reload at a time (this runs on the blocking pool). Without this, a
+    // reload that read older files could swap its snapshot in after one that
+    // read newer files and had already answered `200`.
+    let _one_at_a_time = state
+        .reloading
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let result = config::load(path, &ProcessEnv)
         .map_err(|errors| errors.0)
         .and_then(|cfg| {

@@ -9,6 +9,7 @@
     reason = "fixtures: each test binary uses a different part; a failure here is a test failure"
 )]
 
+pub mod admin;
 pub mod mock;
 pub mod pg;
 pub mod records;
