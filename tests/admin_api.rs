@@ -709,3 +709,32 @@ async fn admin_explain_gives_the_verdicts_of_cordon_explain_json() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_api_reload_is_not_repeated_by_the_file_watcher() {
+    let mock = MockProvider::start("eu").await;
+    let gw = gateway(&mock).await;
+    let admin = admin_token(&gw, "platform-admin", None);
+    std::fs::write(
+        gw.dir.path().join("policies/acme.toml"),
+        "tenant = \"acme\"\ndescription = \"edited\"\n[data]\nprocessing_in = [\"EEA\"]\n",
+    )
+    .unwrap();
+    let (s, v) = call(&gw, Some(&admin), Method::POST, "/admin/reload", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Two and a half watch periods: the watcher has looked at the files.
+    tokio::time::sleep(std::time::Duration::from_millis(5_000)).await;
+    // (The watcher may have reloaded the edit before the API call; never
+    // after it, since the API's reload read the same files.)
+    let entries = audit_entries(&gw, &admin).await;
+    let by_api = entries
+        .iter()
+        .position(|e| e["action"] == "reload" && e["actor"].as_str().unwrap().starts_with("token:"))
+        .unwrap();
+    let after: Vec<&Value> = entries[by_api + 1..]
+        .iter()
+        .filter(|e| e["action"] == "reload")
+        .collect();
+    assert!(after.is_empty(), "{after:?}");
+    gw.stop().await;
+}

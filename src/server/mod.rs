@@ -62,8 +62,9 @@ pub struct State {
     pub config_path: PathBuf,
     /// Held by a reload from reading the files until its snapshot is in
     /// force, so that of two reloads (API, SIGHUP, file watch) the one that
-    /// read the files last is the one left in force.
-    pub reloading: std::sync::Mutex<()>,
+    /// read the files last is the one left in force. It holds the
+    /// fingerprint of the files the last reload read (see `reload::run`).
+    pub reloading: std::sync::Mutex<Option<[u8; 32]>>,
     /// Set when the shutdown drain deadline has passed and the exchanges
     /// still running are being cut: each then records itself, in place, as
     /// `cut_by_shutdown`.
@@ -195,7 +196,7 @@ impl Running {
             store: store.clone(),
             byok,
             config_path: config_path.clone(),
-            reloading: std::sync::Mutex::new(()),
+            reloading: std::sync::Mutex::new(None),
             cutting: AtomicBool::new(false),
         });
 

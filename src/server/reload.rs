@@ -27,16 +27,18 @@ pub const WATCH_EVERY: Duration = Duration::from_secs(2);
 
 /// Watches `config_path` and its policies directory until shutdown.
 pub async fn run(state: Arc<State>, config_path: PathBuf, mut shutdown: watch::Receiver<bool>) {
-    let policies_dir = state.snapshot.load().config.server.policies_dir.clone();
     // The check and the reload run on the blocking pool: with thousands of
     // policy files neither may hold up a runtime worker (and its requests).
     let check = || {
-        let (c, p) = (config_path.clone(), policies_dir.clone());
-        // The credential files of the configuration in force.
-        let creds = state.snapshot.load().config.credential_files();
-        tokio::task::spawn_blocking(move || fingerprint(&c, &p, &creds))
+        let (st, c) = (state.clone(), config_path.clone());
+        tokio::task::spawn_blocking(move || current_fingerprint(&st, &c))
     };
-    let mut seen = check().await.ok();
+    if let Ok(first) = check().await {
+        *state
+            .reloading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(first);
+    }
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
@@ -56,11 +58,15 @@ pub async fn run(state: Arc<State>, config_path: PathBuf, mut shutdown: watch::R
             _ = signalled => true,
             _ = shutdown.changed() => return,
         };
+        // Unchanged since the last reload (whoever started it): nothing to do.
         let now = check().await.ok();
-        if !forced && now == seen {
+        let seen = *state
+            .reloading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !forced && now.is_some() && now == seen {
             continue;
         }
-        seen = now;
         let (st, c) = (state.clone(), config_path.clone());
         if let Ok(result) = tokio::task::spawn_blocking(move || reload(&st, &c)).await {
             let actor = if forced {
@@ -110,10 +116,12 @@ pub(crate) fn reload(state: &State, path: &Path) -> Result<Reloaded, Vec<ConfigE
     // One reload at a time (this runs on the blocking pool). Without this, a
     // reload that read older files could swap its snapshot in after one that
     // read newer files and had already answered `200`.
-    let _one_at_a_time = state
+    let mut read = state
         .reloading
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // What this reload reads, so the watcher does not read it again.
+    *read = Some(current_fingerprint(state, path));
     let result = config::load(path, &ProcessEnv)
         .map_err(|errors| errors.0)
         .and_then(|cfg| {
@@ -174,6 +182,18 @@ pub(crate) fn reload(state: &State, path: &Path) -> Result<Reloaded, Vec<ConfigE
             Err(errors)
         }
     }
+}
+
+/// [`fingerprint`] of the gateway file at `path`, the policies directory and
+/// the credential files of the configuration in force.
+fn current_fingerprint(state: &State, path: &Path) -> [u8; 32] {
+    let snapshot = state.snapshot.load();
+    let config = &snapshot.config;
+    fingerprint(
+        path,
+        &config.server.policies_dir,
+        &config.credential_files(),
+    )
 }
 
 /// A hash of the names, sizes, modification times (and, on Unix, inode
