@@ -242,9 +242,12 @@ fn leak(haystack: &[u8], secrets: &[&str]) -> Option<String> {
 }
 
 fn assert_no_leak(what: &str, haystack: &[u8], secrets: &[&str]) {
-    if let Some(found) = leak(haystack, secrets) {
-        panic!("{what} holds the {found}");
-    }
+    let found = leak(haystack, secrets);
+    assert!(
+        found.is_none(),
+        "{what} holds the {}",
+        found.unwrap_or_default()
+    );
 }
 
 /// Every file under the gateway's directory (the SQLite database and its
@@ -902,4 +905,58 @@ async fn a_credential_set_through_one_replica_reaches_another_on_postgres() {
         gw.stop().await;
     }
     drop(schema);
+}
+
+// === a credential that could not be sent ===
+
+/// A key no provider header could carry (empty, a control character such
+/// as a pasted newline, surrounding whitespace, non-ASCII) is refused when
+/// it is PUT, naming the field, rather than stored and then making the
+/// provider unusable for the tenant.
+#[tokio::test]
+async fn a_key_that_cannot_be_sent_is_refused_when_put() {
+    let (eu, az) = mocks().await;
+    let gw = builder(&eu, &az)
+        .env("CORDON_MASTER_KEY", MASTER)
+        .start()
+        .await;
+    let admin = admin_token(&gw, "tenant-admin", Some("acme"));
+    for bad in [
+        "",
+        "sk-abc\n",
+        " sk-abc",
+        "sk-a\u{7f}bc",
+        "sk-abc\u{0}",
+        "sk-äbc",
+    ] {
+        let (s, v) = call(
+            &gw,
+            Some(&admin),
+            Method::PUT,
+            "/admin/tenants/acme/credentials/eu",
+            Some(json!({ "key": bad })),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad:?}: {v}");
+        assert_eq!(v["error"]["field"], "key", "{bad:?}: {v}");
+        assert!(!v.to_string().contains(bad) || bad.is_empty(), "{v}");
+    }
+    let (_, v) = call(
+        &gw,
+        Some(&admin),
+        Method::GET,
+        "/admin/tenants/acme/credentials",
+        None,
+    )
+    .await;
+    assert_eq!(v["credentials"], json!([]));
+    let (s, text) = chat_as(&gw, &gw.keys[0], "gpt-4o", "after-bad").await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert_eq!(seen(&[&eu, &az], "after-bad"), bearer_at_eu(OPERATOR_EU));
+    // Inner spaces are a header value's to carry: accepted, and sent.
+    let spaced = format!("{} {}", tenant_key("a"), tenant_key("b"));
+    put(&gw, &admin, "acme", "eu", &spaced).await;
+    chat_as(&gw, &gw.keys[0], "gpt-4o", "spaced").await;
+    assert_eq!(seen(&[&eu, &az], "spaced"), bearer_at_eu(&spaced));
+    gw.stop().await;
 }
