@@ -960,3 +960,53 @@ async fn a_key_that_cannot_be_sent_is_refused_when_put() {
     assert_eq!(seen(&[&eu, &az], "spaced"), bearer_at_eu(&spaced));
     gw.stop().await;
 }
+
+/// A credential set through a replica still on the old master key after
+/// the rotation is sealed under the old key: once restarted with the new
+/// key, the provider fails closed for that tenant, and running the rotation
+/// again (same keys) re-seals just that one, which the running replica then
+/// uses within 5 s.
+#[tokio::test]
+async fn a_credential_set_during_a_rotation_is_resealed_by_running_it_again() {
+    let (eu, az) = mocks().await;
+    let gw = builder(&eu, &az)
+        .env("CORDON_MASTER_KEY", MASTER)
+        .start()
+        .await;
+    let keys = tempfile::tempdir().unwrap();
+    let platform = admin_token(&gw, "platform-admin", None);
+    let (acme_eu, acme_az) = (tenant_key("acme-eu"), tenant_key("acme-az"));
+    put(&gw, &platform, "acme", "eu", &acme_eu).await;
+    let (ok, out, err) = rotate(&gw, keys.path(), MASTER, MASTER_NEW);
+    assert!(ok && out.contains("re-sealed 1 credential "), "{out}{err}");
+    // Set through the replica still on the old key: sealed under it.
+    put(&gw, &platform, "acme", "az", &acme_az).await;
+    let gw = gw
+        .stop_for_restart()
+        .await
+        .env("CORDON_MASTER_KEY", MASTER_NEW)
+        .start()
+        .await;
+    let acme = gw.keys[0].clone();
+    chat_as(&gw, &acme, "gpt-4o", "new-key-eu").await;
+    assert_eq!(seen(&[&eu, &az], "new-key-eu"), bearer_at_eu(&acme_eu));
+    let (s, text) = chat_as(&gw, &acme, "gpt-4o-mini", "new-key-az").await;
+    assert!(s.is_server_error(), "fails closed: {text}");
+    assert_eq!(seen(&[&eu, &az], "new-key-az"), Vec::<String>::new());
+
+    let (ok, out, err) = rotate(&gw, keys.path(), MASTER, MASTER_NEW);
+    assert!(ok && out.contains("re-sealed 1 credential "), "{out}{err}");
+    let start = Instant::now();
+    for n in 0.. {
+        let id = format!("resealed-{n}");
+        let (s, _) = chat_as(&gw, &acme, "gpt-4o-mini", &id).await;
+        if s == StatusCode::OK {
+            assert_eq!(seen(&[&eu, &az], &id), api_key_at_az(&acme_az));
+            break;
+        }
+        assert_eq!(seen(&[&eu, &az], &id), Vec::<String>::new());
+        assert!(start.elapsed() < Duration::from_secs(5), "not re-opened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    gw.stop().await;
+}
