@@ -4,7 +4,8 @@
 //! gateway writes; a row moved to another tenant does not open and fails
 //! closed; rotating the master key keeps every credential usable; without a
 //! master key nothing is stored; a credential set through one replica
-//! reaches another within 5 s.
+//! reaches another within 5 s; a key no header could carry is refused when
+//! it is PUT.
 
 #![expect(
     clippy::unwrap_used,
