@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::admin::{admin_token, call, call_raw, header_lines};
+use common::admin::{admin_token, audit_entries, call, call_raw, header_lines};
 use common::pg::PgSchema;
 use common::{Behaviour, EU_TERMS, Gateway, GatewayBuilder, MockProvider, chat, files_under, http};
 use cordon::credentials::{self, KeyOrigin, MasterKey};
@@ -151,20 +151,6 @@ async fn delete(gw: &Gateway, token: &str, tenant: &str, provider: &str) -> Stri
     .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     format!("{s}\n{headers}\n{body}")
-}
-
-/// Every audit entry, as a platform admin reads them.
-async fn audit(gw: &Gateway, token: &str) -> Vec<Value> {
-    let (s, v) = call(
-        gw,
-        Some(token),
-        Method::GET,
-        "/admin/audit?limit=10000",
-        None,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    v["entries"].as_array().unwrap().clone()
 }
 
 fn has_entry(entries: &[Value], action: &str, tenant: &str, outcome: &str) -> bool {
@@ -349,7 +335,7 @@ async fn a_tenants_own_key_reaches_its_provider_and_no_other_tenants() {
         api_key_at_az(OPERATOR_AZ)
     );
 
-    let entries = audit(&gw, &admin_token(&gw, "platform-admin", None)).await;
+    let entries = audit_entries(&gw, &admin_token(&gw, "platform-admin", None)).await;
     let count = |action: &str| {
         entries
             .iter()
@@ -449,7 +435,7 @@ async fn the_credential_never_reaches_a_response_log_audit_entry_or_file() {
         .map(|c| c["provider"].as_str().unwrap())
         .collect();
     assert_eq!(providers, ["az", "eu"], "{listed}");
-    let entries = audit(&gw, &platform).await;
+    let entries = audit_entries(&gw, &platform).await;
     assert!(has_entry(&entries, "credential.put", "acme", "success"));
     for (i, r) in responses.iter().enumerate() {
         assert_no_leak(&format!("response {i}"), r.as_bytes(), &secrets);
@@ -737,7 +723,7 @@ async fn rotating_the_master_key_keeps_every_credential_usable() {
     assert_eq!(rows(&gw).await, after);
     both_carry_their_own(&gw, mocks, own, "after-wrong-key").await;
 
-    let entries = audit(&gw, &platform).await;
+    let entries = audit_entries(&gw, &platform).await;
     let rotations: Vec<&Value> = entries
         .iter()
         .filter(|e| e["action"] == "credentials.rotate_master")
@@ -811,7 +797,7 @@ async fn without_a_master_key_put_is_409_and_nothing_is_stored() {
     )
     .await;
     assert_eq!((s, &v["credentials"]), (StatusCode::OK, &json!([])));
-    let entries = audit(&gw, &platform).await;
+    let entries = audit_entries(&gw, &platform).await;
     assert!(
         !entries
             .iter()
