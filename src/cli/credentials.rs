@@ -6,8 +6,11 @@
 //! hex characters), never from the command line, where `ps` would show it.
 //! Running gateways keep the credentials they opened before and warn that the
 //! store now holds values sealed under another key; restart them with the new
-//! key (in any order: every row is under the new key once this returns). A
-//! second run with the same keys finds nothing to do.
+//! key (in any order: every row is under the new key once this returns).
+//! A credential deleted or set again while this runs makes it fail, changing
+//! nothing (run it again). A second run with the same keys re-seals only
+//! what is still under the old key: a credential set through a gateway that
+//! still ran with it; so run it again once every gateway has restarted.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -77,11 +80,14 @@ pub fn rotate_master(
             )
             .and_then(|s| credentials::reseal(&old, &new, &row.tenant, &row.provider, &s));
             match sealed {
-                Ok(s) => resealed.push(CredentialRow {
-                    sealed: Some(to_stored(&s)),
-                    updated_ms: now,
-                    ..row
-                }),
+                Ok(s) => {
+                    let new = CredentialRow {
+                        sealed: Some(to_stored(&s)),
+                        updated_ms: now,
+                        ..row.clone()
+                    };
+                    resealed.push((row, new));
+                }
                 Err(e) => failed.push(format!("{}/{}: {e}", row.tenant, row.provider)),
             }
         }

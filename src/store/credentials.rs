@@ -155,25 +155,30 @@ impl Store {
     }
 
     /// Replaces live credentials, all or none, in one transaction (for
-    /// master-key rotation: every row re-sealed under the new key). A row
-    /// whose credential was deleted (or never stored) in the meantime is not
-    /// brought back: nothing is replaced and the result is
-    /// [`StoreError::CredentialGone`].
-    ///
-    /// A credential *put* between reading the rows and this call is
-    /// overwritten by the re-sealed older value, so rotation should run while
-    /// no credential is being set.
-    pub async fn replace_credentials(&self, rows: &[CredentialRow]) -> Result<(), StoreError> {
+    /// master-key rotation: every row re-sealed under the new key). Each
+    /// pair is (the row as read, its replacement for the same tenant and
+    /// provider); a row is replaced only
+    /// if it still holds what was read (the same nonce: every sealing draws
+    /// a fresh one). A credential deleted, or set again, since it was read
+    /// is neither brought back nor overwritten: nothing is replaced and the
+    /// result is [`StoreError::CredentialChanged`].
+    pub async fn replace_credentials(
+        &self,
+        rows: &[(CredentialRow, CredentialRow)],
+    ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE credentials SET nonce = $3, ciphertext = $4, \
              master_key_id = $5, updated_ms = $6 \
-             WHERE tenant = $1 AND provider = $2 AND ciphertext IS NOT NULL";
+             WHERE tenant = $1 AND provider = $2 AND nonce = $7";
         if rows.is_empty() {
             return Ok(());
         }
         let db = |e: sqlx::Error| StoreError::db("replace_credentials")(e);
         on_pool!(&self.pool, |p| async {
             let mut tx = p.begin().await.map_err(db)?;
-            for row in rows {
+            for (read, row) in rows {
+                let Some(was) = read.sealed.as_ref() else {
+                    return Err(StoreError::CredentialChanged);
+                };
                 let s = row.sealed.as_ref();
                 let done = sqlx::query(SQL)
                     .bind(row.tenant.as_str())
@@ -182,13 +187,14 @@ impl Store {
                     .bind(s.map(|s| s.ciphertext.as_slice()))
                     .bind(s.map(|s| s.master_key_id.as_str()))
                     .bind(row.updated_ms)
+                    .bind(was.nonce.as_slice())
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?
                     .rows_affected();
                 if done == 0 {
                     // Dropping `tx` rolls back.
-                    return Err(StoreError::CredentialGone);
+                    return Err(StoreError::CredentialChanged);
                 }
             }
             tx.commit().await.map_err(db)

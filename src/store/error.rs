@@ -25,10 +25,12 @@ pub enum StoreError {
     /// `insert_admin_token` with an id that is already taken (generate another token).
     #[error("an admin token with this id already exists")]
     DuplicateToken,
-    /// `replace_credentials` found a credential deleted (or never stored)
-    /// since it was read; nothing was replaced.
-    #[error("a credential being replaced no longer exists; nothing was changed")]
-    CredentialGone,
+    /// `replace_credentials` found a credential deleted or set again (or
+    /// never stored) since it was read; nothing was replaced.
+    #[error(
+        "a credential being replaced was deleted or set again since it was read; nothing was changed"
+    )]
+    CredentialChanged,
     /// A row holds something this version cannot read (e.g. a malformed hash).
     #[error("corrupt row in `{table}`: {what}")]
     Corrupt {

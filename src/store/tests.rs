@@ -1210,33 +1210,54 @@ async fn replace_credentials_is_all_or_none(db: &TestDb) {
     s.put_credential(&a).await.unwrap();
     s.put_credential(&b).await.unwrap();
     s.replace_credentials(&[]).await.unwrap();
-    let rotated: Vec<CredentialRow> = [&a, &b]
-        .iter()
-        .map(|r| CredentialRow {
-            sealed: Some(sealed(7, "k2")),
-            updated_ms: 2_000,
-            ..(*r).clone()
-        })
-        .collect();
-    s.replace_credentials(&rotated).await.unwrap();
+    let reseal = |rows: &[CredentialRow], byte: u8, key_id: &str, updated_ms: i64| {
+        rows.iter()
+            .map(|r| {
+                let new = CredentialRow {
+                    sealed: Some(sealed(byte, key_id)),
+                    updated_ms,
+                    ..r.clone()
+                };
+                (r.clone(), new)
+            })
+            .collect::<Vec<_>>()
+    };
+    let pairs = reseal(&[a.clone(), b.clone()], 7, "k2", 2_000);
+    s.replace_credentials(&pairs).await.unwrap();
+    let rotated: Vec<CredentialRow> = pairs.into_iter().map(|(_, new)| new).collect();
     assert_eq!(s.all_credentials().await.unwrap(), rotated);
+
+    // Replacing what was read before: the rows no longer hold it.
+    let stale = reseal(&[a.clone(), b.clone()], 9, "k3", 3_000);
+    assert_eq!(
+        s.replace_credentials(&stale).await.unwrap_err(),
+        StoreError::CredentialChanged
+    );
+    assert_eq!(s.all_credentials().await.unwrap(), rotated);
+
+    // One of the rows was set again meanwhile (a tenant's new key): nothing
+    // changes, and the new key is not overwritten by the older one.
+    let again = reseal(&rotated, 8, "k3", 4_000);
+    let p1_new = credential("acme", "p1", 5, 3_500);
+    s.put_credential(&p1_new).await.unwrap();
+    assert_eq!(
+        s.replace_credentials(&again).await.unwrap_err(),
+        StoreError::CredentialChanged
+    );
+    assert_eq!(
+        s.all_credentials().await.unwrap(),
+        [p1_new.clone(), rotated[1].clone()]
+    );
 
     // One of the rows was deleted meanwhile: nothing changes, and the deleted
     // one is not brought back.
-    s.delete_credential("acme", "p2", 3_000).await.unwrap();
-    let again: Vec<CredentialRow> = rotated
-        .iter()
-        .map(|r| CredentialRow {
-            sealed: Some(sealed(8, "k3")),
-            updated_ms: 4_000,
-            ..r.clone()
-        })
-        .collect();
+    let again = reseal(&[p1_new.clone(), rotated[1].clone()], 8, "k3", 4_000);
+    s.delete_credential("acme", "p2", 3_600).await.unwrap();
     assert_eq!(
         s.replace_credentials(&again).await.unwrap_err(),
-        StoreError::CredentialGone
+        StoreError::CredentialChanged
     );
-    assert_eq!(s.all_credentials().await.unwrap(), [rotated[0].clone()]);
+    assert_eq!(s.all_credentials().await.unwrap(), [p1_new]);
     assert_eq!(s.get_credential("acme", "p2").await.unwrap(), None);
 }
 

@@ -201,6 +201,16 @@ fn set_in(map: &mut ByTenant, tenant: &str, provider: &str, held: Option<Held>) 
     }
 }
 
+/// Whether `key` can be sent as a provider credential: in a header value
+/// (printable ASCII, spaces and tabs inside), without surrounding
+/// whitespace, which a header would lose or a paste added (a newline).
+pub(crate) fn sendable(key: &str) -> bool {
+    !key.is_empty()
+        && key.is_ascii()
+        && key.trim() == key
+        && http::HeaderValue::from_str(key).is_ok()
+}
+
 pub(crate) fn to_stored(s: &Sealed) -> crate::store::Sealed {
     crate::store::Sealed {
         nonce: s.nonce.to_vec(),

@@ -75,3 +75,36 @@ pub async fn audit_entries(gw: &Gateway, token: &str) -> Vec<Value> {
     assert_eq!(s, StatusCode::OK, "{v}");
     v["entries"].as_array().unwrap().clone()
 }
+
+/// One admin call: the status, the headers (one `name: value` a line) and
+/// the body as text.
+pub async fn call_raw(
+    gw: &Gateway,
+    token: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, String, String) {
+    let mut req = http().request(method, gw.admin_url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let headers = header_lines(resp.headers());
+    let text = resp.text().await.unwrap();
+    (status, headers, text)
+}
+
+/// Headers as text, one `name: value` a line.
+pub fn header_lines(headers: &reqwest::header::HeaderMap) -> String {
+    headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())))
+        .collect()
+}

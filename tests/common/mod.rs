@@ -279,6 +279,12 @@ pub struct Stopped {
 }
 
 impl Stopped {
+    /// Sets (or replaces) an environment variable for the next start.
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.insert(k.to_owned(), v.to_owned());
+        self
+    }
+
     /// Starts `cordon serve` again on the same configuration, store and spool.
     pub async fn start(self) -> Gateway {
         spawn(self.dir, self.env, self.args, self.keys, self.key_ids).await

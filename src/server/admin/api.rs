@@ -539,6 +539,13 @@ impl Run<'_> {
         let result = if self.action == Action::SetCredential {
             let f = Fields::parse(body, &["key"])?;
             let key = f.string("key")?;
+            if !crate::upstream::byok::sendable(key) {
+                return Err(ApiError::field(
+                    "key",
+                    "`key` must be printable ASCII without surrounding whitespace \
+                     (a provider credential is sent in a header)",
+                ));
+            }
             self.state
                 .byok
                 .put(&self.state.store, tenant, provider, key, clock::now_ms())
