@@ -451,12 +451,10 @@ fn check_pass_through(kind: Kind, event: &Bytes, outs: &[Bytes]) {
     match outs {
         [] => {
             assert_eq!(kind, Kind::OpenAi { strip_usage: true }, "dropped an event");
-            // The relay reads the first `data:` line of an event.
-            let data = event.split(|b| *b == b'\n').find_map(|l| {
-                let l = l.strip_suffix(b"\r").unwrap_or(l).strip_prefix(b"data:")?;
-                Some(l.strip_prefix(b" ").unwrap_or(l))
-            });
-            let chunk = lenient_json(data.unwrap_or_default());
+            // The relay reads the event's data lines joined, as SSE
+            // defines them (and as a client would).
+            let (_, data) = translate::sse_fields(event);
+            let chunk = lenient_json(&data);
             assert!(chunk.get("usage").is_some_and(Value::is_object));
             assert!(
                 chunk
