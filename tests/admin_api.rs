@@ -482,7 +482,15 @@ async fn bad_input_is_a_4xx_naming_the_field_and_changes_nothing() {
         ),
     ];
     for (method, path, body, want, field) in cases {
-        let (status, v) = call(&gw, Some(&admin), method.clone(), path, body).await;
+        // A body over the limit is answered (413) and the connection closed
+        // before the client has written it all: read the answer over a raw
+        // connection, whatever becomes of the rest of the write.
+        let (status, v) = match body {
+            Some(b) if want == StatusCode::PAYLOAD_TOO_LARGE => {
+                oversized(&gw, &admin, &method, path, b.to_string()).await
+            }
+            body => call(&gw, Some(&admin), method.clone(), path, body).await,
+        };
         assert_eq!(status, want, "{method} {path}: {v}");
         assert!(v["error"]["code"].is_string(), "{method} {path}: {v}");
         assert_eq!(v["error"]["field"].as_str(), field, "{method} {path}: {v}");
@@ -737,4 +745,78 @@ async fn an_api_reload_is_not_repeated_by_the_file_watcher() {
         .collect();
     assert!(after.is_empty(), "{after:?}");
     gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_admin_body_that_stalls_is_a_408_not_a_held_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = MockProvider::start("eu").await;
+    let gw = GatewayBuilder::new()
+        .provider("eu", &mock, r#""gpt-4o" = "gpt-4o""#, EU_TERMS)
+        .tenant("acme", "")
+        .server_extra("body_read_timeout_ms = 500")
+        .start()
+        .await;
+    let admin = admin_token(&gw, "platform-admin", None);
+    let mut conn = tokio::net::TcpStream::connect(gw.admin).await.unwrap();
+    let head = format!(
+        "POST /admin/tenants/acme/keys HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {admin}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"name\":"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "the connection was held past the deadline");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+    assert!(gw.store().await.list_keys("acme").await.unwrap().is_empty());
+    gw.stop().await;
+}
+
+/// Sends `body` with a raw HTTP/1.1 request, writing in one task and reading
+/// the answer in another, so an answer sent before the body was all written
+/// (and the connection then closed) is still read.
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a failed step must fail the test"
+)]
+async fn oversized(
+    gw: &Gateway,
+    token: &str,
+    method: &Method,
+    path: &str,
+    body: String,
+) -> (StatusCode, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let conn = tokio::net::TcpStream::connect(gw.admin).await.unwrap();
+    let (mut rd, mut wr) = conn.into_split();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let writer = tokio::spawn(async move {
+        // Fails with a broken pipe once the server has answered and closed.
+        let _ = wr.write_all(head.as_bytes()).await;
+        let _ = wr.write_all(body.as_bytes()).await;
+    });
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        rd.read_to_end(&mut answer),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    writer.abort();
+    let text = String::from_utf8_lossy(&answer);
+    let status: u16 = text[9..12].parse().unwrap();
+    let json = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (
+        StatusCode::from_u16(status).unwrap(),
+        serde_json::from_str(json).unwrap_or(Value::Null),
+    )
 }

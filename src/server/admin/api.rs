@@ -65,7 +65,8 @@ async fn serve(
     let (parts, body) = req.into_parts();
     let route = Route::parse(parts.uri.path())?;
     let action = route.action(&parts.method)?;
-    let body = read_body(body).await?;
+    let deadline = state.snapshot.load().config.server.limits.body_read_timeout;
+    let body = read_body(body, deadline).await?;
     let query = parts.uri.query().unwrap_or("");
     let run = Run {
         state,
@@ -178,8 +179,25 @@ async fn authenticate(state: &State, headers: &http::HeaderMap) -> Result<Caller
     })
 }
 
-async fn read_body(body: Incoming) -> Result<bytes::Bytes, ApiError> {
-    match Limited::new(body, MAX_BODY).collect().await {
+/// The body, at most [`MAX_BODY`] bytes and within `deadline` (the client
+/// listener's `body_read_timeout_ms`): a client that stalls mid-body does not
+/// hold a task and a connection forever.
+async fn read_body(
+    body: Incoming,
+    deadline: std::time::Duration,
+) -> Result<bytes::Bytes, ApiError> {
+    let Ok(read) = tokio::time::timeout(deadline, Limited::new(body, MAX_BODY).collect()).await
+    else {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} ms",
+                deadline.as_millis()
+            ),
+        ));
+    };
+    match read {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
